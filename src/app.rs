@@ -1,0 +1,131 @@
+//! Start-up: connect and migrate Postgres, choose the warehouse, bind the listener, and run
+//! the HTTP server and the scheduler until shutdown. Tests build the very same [`App`] on
+//! port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::scheduler::{Scheduler, SchedulerSettings};
+use crate::store::Store;
+use crate::warehouse::emulator::Emulator;
+use crate::warehouse::Warehouse;
+
+/// A built service: listener bound, database migrated, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    scheduler: Option<Arc<Scheduler>>,
+}
+
+impl App {
+    /// Connects to the configured database (creating it if missing), applies migrations,
+    /// and binds the listener.
+    ///
+    /// # Errors
+    /// When Postgres is unreachable, a migration fails, or the address cannot be bound;
+    /// the message says which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::connect(&settings.database_url, settings.concurrency + 10)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to Postgres at DATABASE_URL (database {:?})",
+                    crate::store::database_name(&settings.database_url)
+                )
+            })?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// Like [`App::build`], over an existing store (tests pass the pool `#[sqlx::test]` made).
+    ///
+    /// # Errors
+    /// When a migration fails or the address cannot be bound.
+    pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        store.migrate().await.context("applying migrations")?;
+        let emulator = Emulator::new(store.pool().clone(), settings.emulator);
+        let warehouse: Arc<dyn Warehouse> = Arc::new(emulator.clone());
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding STREAMGUARD_LISTEN={}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let scheduler = settings.scheduler.then(|| {
+            Arc::new(Scheduler::new(
+                store.clone(),
+                warehouse.clone(),
+                settings.retry.clone(),
+                SchedulerSettings {
+                    replica: replica_name(address),
+                    poll_interval: settings.poll_interval,
+                    lease: settings.lease,
+                    concurrency: settings.concurrency,
+                    max_per_table: settings.max_per_table,
+                    shutdown_timeout: settings.shutdown_timeout,
+                },
+            ))
+        });
+        let state = AppState {
+            store,
+            warehouse,
+            emulator: Some(emulator),
+            settings: Arc::new(settings),
+        };
+        Ok(Self {
+            listener,
+            address,
+            state,
+            scheduler,
+        })
+    }
+
+    /// The bound address (the real port when the settings asked for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The shared state, for tests that reach the store directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP and runs the scheduler until `shutdown` is cancelled, then stops
+    /// accepting requests and drains in-flight attempts (bounded by the shutdown timeout).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let settings = self.state.settings.clone();
+        tracing::info!(
+            address = %self.address,
+            warehouse = self.state.warehouse.kind(),
+            retry_delays = ?settings.retry.delays(),
+            max_attempts = settings.retry.max_attempts(),
+            give_up_after = ?settings.retry.horizon(),
+            emulator_buffer = ?settings.emulator.buffer,
+            "streamguard listening"
+        );
+        let scheduler = self
+            .scheduler
+            .map(|s| tokio::spawn(s.run(shutdown.clone())));
+        let router = http::router(self.state);
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = server.await;
+        if let Some(handle) = scheduler {
+            handle.await.context("scheduler task panicked")?;
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+/// A replica's name: host name (from `HOSTNAME`) and port, unique per process on one host.
+fn replica_name(address: SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}:{}", address.port(), std::process::id())
+}

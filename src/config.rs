@@ -1,0 +1,454 @@
+//! Settings: one typed struct, from command-line flags and `STREAMGUARD_*` environment
+//! variables (flags win). An invalid value stops start-up with a message naming the
+//! setting and the form it accepts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::RetryPolicy;
+use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
+
+/// The default database: a local Postgres database named `streamguard` (created if missing).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streamguard";
+
+/// `streamguard` — exactly-once BigQuery backfills.
+#[derive(Debug, Parser)]
+#[command(name = "streamguard", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service and the scheduler (the default).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Demonstrations against a running service.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+/// Demonstrations.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Replays the seed's backfill incident (89 games, 56 still in the streaming buffer)
+    /// against a running service and follows it until every game has landed or given up.
+    Backfill(crate::demo::BackfillArgs),
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL; the database is created if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+/// Flags of `streamguard serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "STREAMGUARD_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+
+    /// Waits before each retry, comma-separated (`5m,10m,20m`, `500ms`); the last repeats.
+    /// Default `5m,10m,20m,40m` against BigQuery, `5s,10s,20s,40s` against the emulator.
+    #[arg(long, env = "STREAMGUARD_RETRY_DELAYS", value_parser = parse_delays)]
+    pub retry_delays: Option<Delays>,
+
+    /// Attempts in all (first try included) before a unit is given up.
+    #[arg(long, env = "STREAMGUARD_RETRY_MAX_ATTEMPTS", default_value_t = 8, value_parser = parse_attempts)]
+    pub retry_max_attempts: u32,
+
+    /// Jitter fraction in [0, 1): each delay is multiplied by a factor in [1-j, 1+j]; 0 disables.
+    #[arg(long, env = "STREAMGUARD_RETRY_JITTER", default_value_t = 0.1, value_parser = parse_jitter)]
+    pub retry_jitter: f64,
+
+    /// How long streamed rows stay in the emulator's buffer: a duration (`30s`) or a range (`20s..60s`).
+    #[arg(long, env = "STREAMGUARD_EMULATOR_BUFFER", default_value = "10s..30s", value_parser = parse_buffer)]
+    pub emulator_buffer: BufferTime,
+
+    /// What buffered rows block a replace in the emulator: `partition`, `row` or `table`.
+    #[arg(long, env = "STREAMGUARD_EMULATOR_CONFLICT_SCOPE", default_value = "partition", value_parser = parse_scope)]
+    pub emulator_conflict_scope: ConflictScope,
+
+    /// Latency added to each emulator replace (imitates BigQuery's seconds-long DML).
+    #[arg(long, env = "STREAMGUARD_EMULATOR_LATENCY", default_value = "0s", value_parser = parse_latency)]
+    pub emulator_latency: Duration,
+
+    /// How long a claimed job's lease lasts without renewal.
+    #[arg(long, env = "STREAMGUARD_LEASE", default_value = "30s", value_parser = parse_lease)]
+    pub lease: Duration,
+
+    /// Fallback poll interval of the scheduler.
+    #[arg(long, env = "STREAMGUARD_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll)]
+    pub poll_interval: Duration,
+
+    /// Attempts in flight per replica.
+    #[arg(long, env = "STREAMGUARD_CONCURRENCY", default_value_t = 8, value_parser = parse_concurrency)]
+    pub concurrency: u32,
+
+    /// Replaces in flight per BigQuery table, across all replicas.
+    #[arg(long, env = "STREAMGUARD_MAX_PER_TABLE", default_value_t = 1, value_parser = parse_per_table)]
+    pub max_per_table: u32,
+
+    /// Longest `?wait=` a caller may ask for on POST /v1/batches.
+    #[arg(long, env = "STREAMGUARD_MAX_WAIT", default_value = "60s", value_parser = parse_max_wait)]
+    pub max_wait: Duration,
+
+    /// Request body limit in bytes.
+    #[arg(long, env = "STREAMGUARD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long shutdown waits for in-flight attempts and requests.
+    #[arg(long, env = "STREAMGUARD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_shutdown)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "STREAMGUARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Run the scheduler in this process (turn off for an API-only replica).
+    #[arg(long, env = "STREAMGUARD_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler: bool,
+}
+
+/// A parsed retry-delay list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delays(pub Vec<Duration>);
+
+/// The service's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Postgres URL.
+    pub database_url: String,
+    /// The retry policy.
+    pub retry: RetryPolicy,
+    /// The emulator's settings (used when no BigQuery project is configured).
+    pub emulator: EmulatorSettings,
+    /// Lease of a claimed job.
+    pub lease: Duration,
+    /// Scheduler poll interval.
+    pub poll_interval: Duration,
+    /// Attempts in flight per replica.
+    pub concurrency: u32,
+    /// Replaces in flight per table.
+    pub max_per_table: u32,
+    /// Longest `?wait=`.
+    pub max_wait: Duration,
+    /// Request body limit, bytes.
+    pub max_body_bytes: usize,
+    /// Drain timeout on shutdown.
+    pub shutdown_timeout: Duration,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Whether this process runs a scheduler.
+    pub scheduler: bool,
+}
+
+/// Delays used when `STREAMGUARD_RETRY_DELAYS` is unset and the warehouse is BigQuery:
+/// the seed's 5, 10, 20 minutes, doubled once more.
+pub const BIGQUERY_DEFAULT_DELAYS: [Duration; 4] = [
+    Duration::from_secs(300),
+    Duration::from_secs(600),
+    Duration::from_secs(1200),
+    Duration::from_secs(2400),
+];
+
+/// Delays used when unset and the warehouse is the emulator, whose buffer lasts seconds
+/// (`STREAMGUARD_EMULATOR_BUFFER`, default `10s..30s`): the same shape, in seconds, so the
+/// demo shows the whole cycle in about a minute.
+pub const EMULATOR_DEFAULT_DELAYS: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(40),
+];
+
+impl Settings {
+    /// Validates the flags into settings.
+    ///
+    /// # Errors
+    /// A message naming the setting and the accepted form.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        let delays = args
+            .retry_delays
+            .clone()
+            .map_or_else(|| EMULATOR_DEFAULT_DELAYS.to_vec(), |d| d.0);
+        let retry = RetryPolicy::new(delays, args.retry_max_attempts, args.retry_jitter)
+            .map_err(|e| format!("retry policy (STREAMGUARD_RETRY_*): {e}"))?;
+        Ok(Self {
+            listen: args.listen,
+            database_url: args.database.database_url.clone(),
+            retry,
+            emulator: EmulatorSettings {
+                buffer: args.emulator_buffer,
+                conflict_scope: args.emulator_conflict_scope,
+                latency: args.emulator_latency,
+            },
+            lease: args.lease,
+            poll_interval: args.poll_interval,
+            concurrency: args.concurrency,
+            max_per_table: args.max_per_table,
+            max_wait: args.max_wait,
+            max_body_bytes: args.max_body_bytes,
+            shutdown_timeout: args.shutdown_timeout,
+            log_format: args.log_format.clone(),
+            scheduler: args.scheduler,
+        })
+    }
+
+    /// Settings for tests and embedding: every default, listening on `127.0.0.1:0`.
+    pub fn for_tests(database_url: &str) -> Self {
+        let args = ServeArgs::parse_from_env_free(database_url);
+        Self::from_args(&args).expect("defaults are valid")
+    }
+}
+
+impl ServeArgs {
+    /// The serve flags from the environment alone (for `streamguard` without a subcommand).
+    pub fn from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["streamguard"]).args
+    }
+
+    /// The defaults, ignoring the environment, with `listen` on port 0.
+    fn parse_from_env_free(database_url: &str) -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            database: DatabaseArgs {
+                database_url: database_url.to_owned(),
+            },
+            retry_delays: None,
+            retry_max_attempts: 8,
+            retry_jitter: 0.1,
+            emulator_buffer: parse_buffer("10s..30s").expect("valid"),
+            emulator_conflict_scope: ConflictScope::Partition,
+            emulator_latency: Duration::ZERO,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            concurrency: 8,
+            max_per_table: 1,
+            max_wait: Duration::from_secs(60),
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: "text".into(),
+            scheduler: true,
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e})"))
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "STREAMGUARD_LISTEN expects host:port, like 127.0.0.1:8080 or 0.0.0.0:8080; got {s:?}"
+        )
+    })
+}
+
+fn parse_delays(s: &str) -> Result<Delays, String> {
+    let form =
+        "STREAMGUARD_RETRY_DELAYS expects comma-separated durations like `5m,10m,20m` or `500ms`";
+    let delays = s
+        .split(',')
+        .map(|part| {
+            duration(part).and_then(|d| {
+                if d.is_zero() {
+                    Err("a delay must be more than 0".into())
+                } else {
+                    Ok(d)
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{form}: {e}"))?;
+    Ok(Delays(delays))
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_RETRY_MAX_ATTEMPTS expects a whole number of at least 1; got {s:?}"
+        )),
+    }
+}
+
+fn parse_jitter(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(j) if (0.0..1.0).contains(&j) => Ok(j),
+        _ => Err(format!("STREAMGUARD_RETRY_JITTER expects a fraction in [0, 1), like 0.1 (0 disables); got {s:?}")),
+    }
+}
+
+fn parse_buffer(s: &str) -> Result<BufferTime, String> {
+    s.parse().map_err(|e| {
+        format!(
+            "STREAMGUARD_EMULATOR_BUFFER expects a duration (`30s`) or a range (`20s..60s`): {e}"
+        )
+    })
+}
+
+fn parse_scope(s: &str) -> Result<ConflictScope, String> {
+    match s.trim() {
+        "partition" => Ok(ConflictScope::Partition),
+        "row" => Ok(ConflictScope::Row),
+        "table" => Ok(ConflictScope::Table),
+        _ => Err(format!(
+            "STREAMGUARD_EMULATOR_CONFLICT_SCOPE expects `partition`, `row` or `table`; got {s:?}"
+        )),
+    }
+}
+
+fn positive_duration(name: &str, s: &str) -> Result<Duration, String> {
+    match duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "{name} expects a duration of more than 0, like `30s`"
+        )),
+        Err(e) => Err(format!(
+            "{name} expects a duration like `30s` or `500ms`: {e}"
+        )),
+    }
+}
+
+fn parse_latency(s: &str) -> Result<Duration, String> {
+    duration(s).map_err(|e| {
+        format!("STREAMGUARD_EMULATOR_LATENCY expects a duration like `2s` or `0s`: {e}")
+    })
+}
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_LEASE", s)
+}
+fn parse_poll(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_POLL_INTERVAL", s)
+}
+fn parse_max_wait(s: &str) -> Result<Duration, String> {
+    duration(s).map_err(|e| format!("STREAMGUARD_MAX_WAIT expects a duration like `60s`: {e}"))
+}
+fn parse_shutdown(s: &str) -> Result<Duration, String> {
+    duration(s)
+        .map_err(|e| format!("STREAMGUARD_SHUTDOWN_TIMEOUT expects a duration like `30s`: {e}"))
+}
+fn parse_concurrency(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_CONCURRENCY expects a whole number from 1 to 1024; got {s:?}"
+        )),
+    }
+}
+fn parse_per_table(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_MAX_PER_TABLE expects a whole number from 1 to 100; got {s:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_parse_with_units_and_refuse_garbage_naming_the_setting() {
+        assert_eq!(
+            parse_delays("5m,10m,20m").unwrap().0,
+            vec![
+                Duration::from_secs(300),
+                Duration::from_secs(600),
+                Duration::from_secs(1200)
+            ]
+        );
+        assert_eq!(
+            parse_delays("500ms").unwrap().0,
+            vec![Duration::from_millis(500)]
+        );
+        let e = parse_delays("5m,soon").unwrap_err();
+        assert!(
+            e.contains("STREAMGUARD_RETRY_DELAYS") && e.contains("5m,10m,20m"),
+            "{e}"
+        );
+        assert!(parse_delays("0s").is_err());
+    }
+
+    #[test]
+    fn buffer_accepts_a_duration_or_a_range() {
+        assert_eq!(
+            parse_buffer("30s").unwrap(),
+            BufferTime::fixed(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_buffer("20s..60s").unwrap(),
+            BufferTime {
+                min: Duration::from_secs(20),
+                max: Duration::from_secs(60)
+            }
+        );
+        assert!(parse_buffer("60s..20s")
+            .unwrap_err()
+            .contains("STREAMGUARD_EMULATOR_BUFFER"));
+        assert!(parse_buffer("forever").is_err());
+    }
+
+    #[test]
+    fn other_settings_name_themselves() {
+        assert!(parse_jitter("1.5")
+            .unwrap_err()
+            .contains("STREAMGUARD_RETRY_JITTER"));
+        assert!(parse_attempts("0")
+            .unwrap_err()
+            .contains("STREAMGUARD_RETRY_MAX_ATTEMPTS"));
+        assert!(parse_scope("galaxy")
+            .unwrap_err()
+            .contains("STREAMGUARD_EMULATOR_CONFLICT_SCOPE"));
+        assert!(parse_listen("8080")
+            .unwrap_err()
+            .contains("STREAMGUARD_LISTEN"));
+        assert!(parse_lease("0s").unwrap_err().contains("STREAMGUARD_LEASE"));
+    }
+
+    #[test]
+    fn cli_parses_serve_flags_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "streamguard",
+            "serve",
+            "--retry-delays",
+            "1s,2s",
+            "--emulator-conflict-scope",
+            "row",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(
+            settings.retry.delays(),
+            &[Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(settings.emulator.conflict_scope, ConflictScope::Row);
+        assert!(Cli::try_parse_from(["streamguard", "serve", "--retry-jitter", "2"]).is_err());
+    }
+}

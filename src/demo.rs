@@ -1,0 +1,426 @@
+//! `streamguard demo backfill`: replays the seed's incident against a running service.
+//!
+//! The seed's Jan 25, 2026 backfill processed 89 files and skipped 56 (62.9 %) because
+//! their rows were still in BigQuery's streaming buffer from a recent orchestration run;
+//! nothing retried them. The demo streams box-score rows for every game through the
+//! emulator's insertAll — `buffered` games with a buffer time, the rest already flushed —
+//! then POSTs one batch per game as the backfill, follows every unit until it lands or is
+//! given up, and checks the final table for duplicate and missing rows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{NaiveDate, Utc};
+use clap::Args;
+use serde_json::{json, Value};
+
+/// Flags of `streamguard demo backfill`.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// The running service.
+    #[arg(long, env = "STREAMGUARD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Games (files) in the backfill.
+    #[arg(long, default_value_t = 89)]
+    pub games: usize,
+    /// Of which still in the streaming buffer from the "recent orchestration run".
+    #[arg(long, default_value_t = 56)]
+    pub buffered: usize,
+    /// How long the buffered games' rows stay in the buffer (`20s`, `10s..40s`).
+    #[arg(long, default_value = "20s")]
+    pub buffer: String,
+    /// Player rows per team in each game.
+    #[arg(long, default_value_t = 10)]
+    pub players: usize,
+    /// Target table (an emulator table: it appears on first write).
+    #[arg(
+        long,
+        default_value = "nba-props-platform.nba_raw.bdl_player_boxscores"
+    )]
+    pub table: String,
+    /// First game date; games are spread 8 a day, buffered games first.
+    #[arg(long, default_value = "2026-01-17")]
+    pub start_date: NaiveDate,
+    /// Give up following after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Print no live lines, only the final table.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The demo's final figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Games (files) posted.
+    pub files: usize,
+    /// Loaded on the first attempt.
+    pub loaded_first_attempt: usize,
+    /// Deferred at least once.
+    pub deferred: usize,
+    /// Deferred, then loaded by a retry.
+    pub resolved_by_retry: usize,
+    /// Given up (conflict resolution `timeout`).
+    pub unresolved: usize,
+    /// Failed permanently.
+    pub failed: usize,
+    /// Rows in the table beyond what the backfill wrote (stale or doubled rows).
+    pub duplicate_rows: usize,
+    /// Backfill rows absent from the table.
+    pub missing_rows: usize,
+    /// Wall time from the first POST to the last unit settling.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = [
+            ("files (games)", self.files.to_string()),
+            (
+                "loaded on first attempt",
+                self.loaded_first_attempt.to_string(),
+            ),
+            ("deferred (streaming buffer)", self.deferred.to_string()),
+            ("resolved by retry", self.resolved_by_retry.to_string()),
+            ("unresolved (gave up)", self.unresolved.to_string()),
+            ("failed", self.failed.to_string()),
+            ("duplicate rows found", self.duplicate_rows.to_string()),
+            ("rows missing", self.missing_rows.to_string()),
+            ("elapsed", format!("{:.1}s", self.elapsed.as_secs_f64())),
+        ];
+        writeln!(f, "+------------------------------+----------+")?;
+        for (name, value) in rows {
+            writeln!(f, "| {name:<28} | {value:>8} |")?;
+        }
+        write!(f, "+------------------------------+----------+")
+    }
+}
+
+const TEAMS: [&str; 30] = [
+    "ATL", "BOS", "BKN", "CHA", "CHI", "CLE", "DAL", "DEN", "DET", "GSW", "HOU", "IND", "LAC",
+    "LAL", "MEM", "MIA", "MIL", "MIN", "NOP", "NYK", "OKC", "ORL", "PHI", "PHX", "POR", "SAC",
+    "SAS", "TOR", "UTA", "WAS",
+];
+const GAMES_PER_DAY: usize = 8;
+
+/// One game of the demo.
+#[derive(Debug, Clone)]
+pub struct Game {
+    /// `YYYYMMDD_AWAY_HOME`.
+    pub game_id: String,
+    /// `YYYY-MM-DD`, the partition.
+    pub game_date: String,
+    /// Whether its earlier rows are still in the streaming buffer.
+    pub buffered: bool,
+}
+
+/// The games: buffered ones first, on their own days, so that (with the emulator's default
+/// `partition` conflict scope) exactly the buffered games conflict.
+pub fn games(count: usize, buffered: usize, start: NaiveDate) -> Vec<Game> {
+    let buffered = buffered.min(count);
+    let buffered_days = buffered.div_ceil(GAMES_PER_DAY);
+    (0..count)
+        .map(|i| {
+            let is_buffered = i < buffered;
+            let day = if is_buffered {
+                i / GAMES_PER_DAY
+            } else {
+                buffered_days + (i - buffered) / GAMES_PER_DAY
+            };
+            let date = start + chrono::Days::new(day as u64);
+            let slot = i % GAMES_PER_DAY;
+            let (away, home) = (
+                TEAMS[(slot * 2 + day) % 30],
+                TEAMS[(slot * 2 + 1 + day) % 30],
+            );
+            Game {
+                game_id: format!("{}_{away}_{home}", date.format("%Y%m%d")),
+                game_date: date.to_string(),
+                buffered: is_buffered,
+            }
+        })
+        .collect()
+}
+
+/// Box-score rows of one game: `players` per team. `version` changes the stats so the
+/// backfill's rows differ from the orchestration run's.
+pub fn box_score(game: &Game, players: usize, version: &str) -> Vec<Value> {
+    let teams: Vec<&str> = game.game_id.split('_').skip(1).collect();
+    let seed = game
+        .game_id
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let bump = u64::from(version == "backfill");
+    teams
+        .iter()
+        .flat_map(|team| {
+            (0..players).map(move |p| {
+                let s = seed
+                    .wrapping_add((p as u64) * 17)
+                    .wrapping_add(team.len() as u64);
+                json!({
+                    "game_id": game.game_id,
+                    "game_date": game.game_date,
+                    "team_abbr": team,
+                    "player_lookup": format!("{}_player_{p:02}", team.to_lowercase()),
+                    "points": (s % 35) + bump,
+                    "rebounds": (s / 7) % 15,
+                    "assists": (s / 11) % 12,
+                    "minutes": format!("{}:{:02}", 10 + (s % 28), s % 60),
+                    "processed_at": Utc::now().to_rfc3339(),
+                    "source": version,
+                })
+            })
+        })
+        .collect()
+}
+
+/// Runs the demo and prints its live lines and final table.
+///
+/// # Errors
+/// When the service cannot be reached or answers unexpectedly.
+pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    let quiet = args.quiet;
+    let report = run(&args, |line| {
+        if !quiet {
+            println!("{line}");
+        }
+    })
+    .await?;
+    println!("\n{report}");
+    if report.duplicate_rows > 0 || report.missing_rows > 0 {
+        bail!("the final table is not exactly the backfill's rows");
+    }
+    Ok(())
+}
+
+/// Runs the demo, handing each live line to `print`, and returns the figures.
+///
+/// # Errors
+/// When the service cannot be reached or answers unexpectedly.
+pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let base = args.url.trim_end_matches('/');
+    let games = games(args.games, args.buffered, args.start_date);
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    print(format!(
+        "streaming {} games' rows through insertAll ({} still buffered for {})",
+        games.len(),
+        args.buffered.min(args.games),
+        args.buffer
+    ));
+    for game in &games {
+        let buffer = if game.buffered {
+            args.buffer.as_str()
+        } else {
+            "0s"
+        };
+        let body =
+            json!({"rows": box_score(game, args.players, "orchestration"), "buffer": buffer});
+        let url = format!("{base}/emulator/tables/{}/insertAll", args.table);
+        expect_ok(
+            http.post(&url)
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("POST {url}: is the service running?"))?,
+        )
+        .await?;
+    }
+
+    print(format!(
+        "posting the backfill: one batch per game to {base}/v1/batches"
+    ));
+    let started = Instant::now();
+    let mut batches: Vec<(String, String)> = Vec::new(); // (game_id, batch_id)
+    for game in &games {
+        let body = json!({
+            "processor_name": "bdl_boxscores_processor",
+            "table": args.table,
+            "key_columns": ["game_id"],
+            "partition_column": "game_date",
+            "rows": box_score(game, args.players, "backfill"),
+            "idempotency_key": format!("demo-{run_id}-{}", game.game_id),
+        });
+        let response = expect_ok(
+            http.post(format!("{base}/v1/batches"))
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await?;
+        let batch_id = response["batch_id"]
+            .as_str()
+            .context("batch_id missing from the answer")?
+            .to_owned();
+        batches.push((game.game_id.clone(), batch_id));
+    }
+
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut ever_deferred: HashMap<String, bool> = HashMap::new();
+    let mut final_states: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    loop {
+        for (game_id, batch_id) in &batches {
+            if final_states.contains_key(game_id) {
+                continue;
+            }
+            let view = expect_ok(
+                http.get(format!("{base}/v1/batches/{batch_id}"))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let unit = &view["units"][0];
+            let state = unit["state"].as_str().unwrap_or("?").to_owned();
+            let attempts = unit["attempts"].as_i64().unwrap_or(0);
+            if state == "deferred" {
+                ever_deferred.insert(game_id.clone(), true);
+            }
+            if last.get(game_id) != Some(&state) {
+                let detail = match state.as_str() {
+                    "deferred" => format!(
+                        "attempt {attempts} refused: streaming buffer; next attempt at {}",
+                        unit["next_attempt_at"].as_str().unwrap_or("?")
+                    ),
+                    "loaded" => format!("landed on attempt {attempts}"),
+                    "unresolved" | "failed" => unit["error"].as_str().unwrap_or("").to_owned(),
+                    _ => String::new(),
+                };
+                print(format!(
+                    "[{:>6.1}s] {game_id:<18} {:<10} {detail}",
+                    started.elapsed().as_secs_f64(),
+                    state
+                ));
+                last.insert(game_id.clone(), state.clone());
+            }
+            if !matches!(state.as_str(), "pending" | "deferred") {
+                final_states.insert(game_id.clone(), (state, attempts));
+            }
+        }
+        if final_states.len() == batches.len() {
+            break;
+        }
+        if started.elapsed() > args.timeout {
+            bail!(
+                "{} of {} games still not settled after {:?}",
+                batches.len() - final_states.len(),
+                batches.len(),
+                args.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = started.elapsed();
+
+    let mut report = Report {
+        files: games.len(),
+        elapsed,
+        ..Report::default()
+    };
+    for (game_id, (state, attempts)) in &final_states {
+        let deferred = ever_deferred.get(game_id).copied().unwrap_or(false) || *attempts > 1;
+        match state.as_str() {
+            "loaded" if *attempts == 1 => report.loaded_first_attempt += 1,
+            "loaded" => report.resolved_by_retry += 1,
+            "unresolved" => report.unresolved += 1,
+            _ => report.failed += 1,
+        }
+        report.deferred += usize::from(deferred);
+    }
+    let (duplicates, missing) = check_table(&http, base, &args.table, &games, args.players).await?;
+    report.duplicate_rows = duplicates;
+    report.missing_rows = missing;
+    Ok(report)
+}
+
+/// Counts, over the demo's games, rows beyond the backfill's (duplicates or stale rows)
+/// and backfill rows that are absent.
+async fn check_table(
+    http: &reqwest::Client,
+    base: &str,
+    table: &str,
+    games: &[Game],
+    players: usize,
+) -> anyhow::Result<(usize, usize)> {
+    let body = expect_ok(
+        http.get(format!("{base}/emulator/tables/{table}/rows"))
+            .send()
+            .await?,
+    )
+    .await?;
+    let mut present: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut per_game: HashMap<String, usize> = HashMap::new();
+    for row in body["rows"].as_array().into_iter().flatten() {
+        let data = &row["data"];
+        let game = data["game_id"].as_str().unwrap_or_default().to_owned();
+        *per_game.entry(game.clone()).or_default() += 1;
+        let player = data["player_lookup"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let source = data["source"].as_str().unwrap_or_default().to_owned();
+        *present.entry((game, player, source)).or_default() += 1;
+    }
+    let expected_per_game = players * 2;
+    let (mut duplicates, mut missing) = (0, 0);
+    for game in games {
+        let count = per_game.get(&game.game_id).copied().unwrap_or(0);
+        duplicates += count.saturating_sub(expected_per_game);
+        for row in box_score(game, players, "backfill") {
+            let key = (
+                game.game_id.clone(),
+                row["player_lookup"].as_str().unwrap_or_default().to_owned(),
+                "backfill".to_owned(),
+            );
+            if present.get(&key).copied().unwrap_or(0) == 0 {
+                missing += 1;
+            }
+        }
+    }
+    Ok((duplicates, missing))
+}
+
+async fn expect_ok(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let url = response.url().to_string();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffered_games_have_days_of_their_own() {
+        let games = games(89, 56, NaiveDate::from_ymd_opt(2026, 1, 17).unwrap());
+        assert_eq!(games.len(), 89);
+        let buffered_dates: std::collections::HashSet<_> = games
+            .iter()
+            .filter(|g| g.buffered)
+            .map(|g| &g.game_date)
+            .collect();
+        assert!(games
+            .iter()
+            .filter(|g| !g.buffered)
+            .all(|g| !buffered_dates.contains(&g.game_date)));
+        let ids: std::collections::HashSet<_> = games.iter().map(|g| &g.game_id).collect();
+        assert_eq!(ids.len(), 89, "game ids are unique");
+        assert!(games[0].game_id.starts_with("20260117_"));
+    }
+
+    #[test]
+    fn box_scores_have_two_teams_of_players() {
+        let g = &games(1, 0, NaiveDate::from_ymd_opt(2026, 1, 24).unwrap())[0];
+        let rows = box_score(g, 10, "backfill");
+        assert_eq!(rows.len(), 20);
+        assert_eq!(rows[0]["game_date"], json!("2026-01-24"));
+    }
+}

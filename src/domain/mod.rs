@@ -1,0 +1,15 @@
+//! The domain: batches and write units, BigQuery names, the retry policy and the words of
+//! the conflict log. Pure: nothing here does I/O or reads the clock, so every rule is
+//! tested with plain values and an explicit `now`.
+
+pub mod batch;
+pub mod conflict;
+pub mod names;
+pub mod retry;
+pub mod unit;
+
+pub use batch::{BatchRequest, FieldError, NewUnit, ValidatedBatch};
+pub use conflict::{ConflictType, ErrorClass, ResolutionMethod};
+pub use names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
+pub use retry::RetryPolicy;
+pub use unit::UnitState;

@@ -1,0 +1,249 @@
+//! The retry policy: how long to wait before attempt n+1, and when to give up.
+//!
+//! Delays come from a list; the last entry repeats (`5m,10m,20m` is the seed's schedule,
+//! `RETRY_DELAYS_SECONDS = [300, 600, 1200]`). Each delay is spread by a jitter fraction so
+//! that units deferred together do not all come back in the same second, and it is never
+//! placed before a floor the caller knows of (the streaming buffer's earliest drain).
+//! Pure: the random sample and `now` are arguments.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::ErrorClass;
+
+/// How quota errors stretch the delay: BigQuery's error-messages page advises backing off
+/// "seconds to minutes" for `rateLimitExceeded` and hours for `quotaExceeded`, so a quota
+/// conflict waits four times the scheduled delay.
+pub const QUOTA_DELAY_FACTOR: u32 = 4;
+
+/// When to try again, and when to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    delays: Vec<Duration>,
+    max_attempts: u32,
+    jitter: f64,
+}
+
+/// Why a policy could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+/// The next attempt the policy chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// When the next attempt may run.
+    pub at: DateTime<Utc>,
+    /// The wait from `now` to `at`, as recorded in the conflict log (`delay_seconds`).
+    pub delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Builds a policy.
+    ///
+    /// - `delays`: at least one; the wait after attempt n is `delays[n-1]`, the last repeating.
+    /// - `max_attempts`: attempts in all (first try included), at least 1.
+    /// - `jitter`: a fraction in `[0, 1)`; each delay is multiplied by a factor drawn from
+    ///   `[1 - jitter, 1 + jitter]`. `0` disables it.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the argument that is out of range.
+    pub fn new(delays: Vec<Duration>, max_attempts: u32, jitter: f64) -> Result<Self, PolicyError> {
+        if delays.is_empty() {
+            return Err(PolicyError("at least one retry delay is needed".into()));
+        }
+        if max_attempts == 0 {
+            return Err(PolicyError("max attempts must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&jitter) {
+            return Err(PolicyError(format!(
+                "jitter must be a fraction in [0, 1), got {jitter}"
+            )));
+        }
+        Ok(Self {
+            delays,
+            max_attempts,
+            jitter,
+        })
+    }
+
+    /// Attempts in all, first try included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The configured delays (the last one repeats).
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays
+    }
+
+    /// The jitter fraction.
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The delay before attempt `attempt + 1` without jitter or floor.
+    pub fn base_delay(&self, attempt: u32, class: ErrorClass) -> Duration {
+        let index = (attempt.max(1) as usize - 1).min(self.delays.len() - 1);
+        let base = self.delays[index];
+        match class {
+            ErrorClass::QuotaExceeded => base * QUOTA_DELAY_FACTOR,
+            _ => base,
+        }
+    }
+
+    /// Plans the attempt after attempt number `attempt` (1-based) failed with `class`.
+    ///
+    /// `sample` is a uniform draw from `[0, 1)` (the jitter), `floor` a time before which the
+    /// attempt cannot succeed (e.g. when the streaming buffer can first have drained).
+    /// Returns `None` when the attempts are used up or the class is permanent: give up.
+    pub fn next_attempt(
+        &self,
+        attempt: u32,
+        class: ErrorClass,
+        now: DateTime<Utc>,
+        sample: f64,
+        floor: Option<DateTime<Utc>>,
+    ) -> Option<Retry> {
+        if !class.is_retryable() || attempt >= self.max_attempts {
+            return None;
+        }
+        let base = self.base_delay(attempt, class).as_secs_f64();
+        let factor = 1.0 + self.jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
+        let jittered = Duration::from_secs_f64((base * factor).max(0.0));
+        let mut at = now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX);
+        if let Some(floor) = floor {
+            at = at.max(floor);
+        }
+        let delay = (at - now).to_std().unwrap_or_default();
+        Some(Retry { at, delay })
+    }
+
+    /// The longest the policy keeps a unit waiting in all, without jitter: the give-up
+    /// horizon. With the defaults (`5m,10m,20m,40m`, 8 attempts) that is 195 minutes, more
+    /// than BigQuery's documented worst case of about 90 minutes in the buffer.
+    pub fn horizon(&self) -> Duration {
+        (1..self.max_attempts)
+            .map(|a| self.base_delay(a, ErrorClass::StreamingBuffer))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 25, 12, 0, 0).unwrap()
+    }
+    fn mins(m: u64) -> Duration {
+        Duration::from_secs(m * 60)
+    }
+    fn seed() -> RetryPolicy {
+        RetryPolicy::new(vec![mins(5), mins(10), mins(20)], 4, 0.0).unwrap()
+    }
+
+    #[test]
+    fn seed_schedule_is_expressible_and_last_delay_repeats() {
+        let p = RetryPolicy::new(vec![mins(5), mins(10), mins(20)], 6, 0.0).unwrap();
+        let delays: Vec<_> = (1..6)
+            .map(|a| {
+                p.next_attempt(a, ErrorClass::StreamingBuffer, now(), 0.5, None)
+                    .unwrap()
+                    .delay
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            vec![mins(5), mins(10), mins(20), mins(20), mins(20)]
+        );
+    }
+
+    #[test]
+    fn gives_up_when_attempts_are_used() {
+        let p = seed();
+        assert!(p
+            .next_attempt(3, ErrorClass::StreamingBuffer, now(), 0.5, None)
+            .is_some());
+        assert_eq!(
+            p.next_attempt(4, ErrorClass::StreamingBuffer, now(), 0.5, None),
+            None
+        );
+        assert_eq!(
+            p.next_attempt(9, ErrorClass::StreamingBuffer, now(), 0.5, None),
+            None
+        );
+    }
+
+    #[test]
+    fn permanent_errors_are_never_retried() {
+        assert_eq!(
+            seed().next_attempt(1, ErrorClass::Permanent, now(), 0.5, None),
+            None
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds() {
+        let p = RetryPolicy::new(vec![mins(10)], 5, 0.2).unwrap();
+        let low = p
+            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.0, None)
+            .unwrap()
+            .delay;
+        let high = p
+            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.999_999, None)
+            .unwrap()
+            .delay;
+        let mid = p
+            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.5, None)
+            .unwrap()
+            .delay;
+        assert_eq!(low, mins(8));
+        assert!(
+            high <= mins(12) && high > Duration::from_secs(719),
+            "{high:?}"
+        );
+        assert_eq!(mid, mins(10));
+    }
+
+    #[test]
+    fn floor_pushes_the_attempt_later_never_earlier() {
+        let p = seed();
+        let later = now() + chrono::Duration::minutes(30);
+        let r = p
+            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.5, Some(later))
+            .unwrap();
+        assert_eq!(r.at, later);
+        assert_eq!(r.delay, mins(30));
+        let earlier = now() + chrono::Duration::minutes(1);
+        let r = p
+            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.5, Some(earlier))
+            .unwrap();
+        assert_eq!(r.delay, mins(5));
+    }
+
+    #[test]
+    fn quota_waits_longer() {
+        let r = seed()
+            .next_attempt(1, ErrorClass::QuotaExceeded, now(), 0.5, None)
+            .unwrap();
+        assert_eq!(r.delay, mins(20));
+    }
+
+    #[test]
+    fn invalid_policies_are_refused() {
+        assert!(RetryPolicy::new(vec![], 3, 0.0).is_err());
+        assert!(RetryPolicy::new(vec![mins(1)], 0, 0.0).is_err());
+        assert!(RetryPolicy::new(vec![mins(1)], 3, 1.0).is_err());
+        assert!(RetryPolicy::new(vec![mins(1)], 3, -0.1).is_err());
+    }
+
+    #[test]
+    fn default_horizon_outlasts_the_documented_worst_case_buffer() {
+        let p = RetryPolicy::new(vec![mins(5), mins(10), mins(20), mins(40)], 8, 0.1).unwrap();
+        assert_eq!(p.horizon(), mins(195));
+        assert!(p.horizon() > mins(90));
+    }
+}

@@ -1,0 +1,137 @@
+//! `POST /v1/batches` (intake) and `GET /v1/batches/{batch_id}`.
+//!
+//! Intake validates the whole batch first (nothing of a bad batch is accepted), stores it
+//! durably in one transaction, and answers `202 Accepted` with a `Location` — or, with
+//! `?wait=<seconds>`, waits up to that long for every unit's first attempt and answers
+//! `200 OK` with the per-unit results. Re-posting an idempotency key replays the original
+//! batch (header `Idempotent-Replayed: true`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::extract::{Json, Path, Query};
+use super::{AppState, Error, Result};
+use crate::domain::batch::BatchLimits;
+use crate::domain::BatchRequest;
+use crate::store::batches::BatchView;
+
+/// How often a waiting request re-reads its batch.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// The batch routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/batches", post(create))
+        .route("/v1/batches/{batch_id}", get(show))
+}
+
+/// Query string of `POST /v1/batches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    /// Seconds to wait for every unit's first attempt (0 to `STREAMGUARD_MAX_WAIT`).
+    #[serde(default)]
+    pub wait: Option<f64>,
+}
+
+#[tracing::instrument(skip_all, fields(processor = %request.processor_name, table = %request.table, batch_id))]
+async fn create(
+    State(state): State<AppState>,
+    Query(params): Query<CreateParams>,
+    Json(request): Json<BatchRequest>,
+) -> Result<Response> {
+    let wait = wait_duration(params.wait, state.settings.max_wait)?;
+    let batch = request
+        .validate(&BatchLimits::default())
+        .map_err(|errors| Error::Unprocessable {
+            detail: format!(
+                "the batch has {} problem(s); nothing of it was accepted",
+                errors.len()
+            ),
+            errors,
+        })?;
+    let payload = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.into()))?;
+    let hash = Sha256::digest(&payload);
+    let intake = state
+        .store
+        .insert_batch(&batch, &hash, state.settings.retry.max_attempts())
+        .await?;
+    tracing::Span::current().record("batch_id", tracing::field::display(intake.batch_id));
+    tracing::info!(
+        units = batch.units.len(),
+        replayed = intake.replayed,
+        superseded = intake.superseded,
+        "batch accepted"
+    );
+
+    let view = match wait {
+        Some(wait) => wait_for_first_attempts(&state, intake.batch_id, wait).await?,
+        None => load(&state, intake.batch_id).await?,
+    };
+    let status = if wait.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = (status, axum::Json(view)).into_response();
+    let location = HeaderValue::from_str(&format!("/v1/batches/{}", intake.batch_id))
+        .expect("a UUID path is a valid header");
+    response.headers_mut().insert(header::LOCATION, location);
+    if intake.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(batch_id): Path<Uuid>,
+) -> Result<axum::Json<BatchView>> {
+    load(&state, batch_id).await.map(axum::Json)
+}
+
+async fn load(state: &AppState, batch_id: Uuid) -> Result<BatchView> {
+    state
+        .store
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no batch {batch_id}")))
+}
+
+fn wait_duration(wait: Option<f64>, max: Duration) -> Result<Option<Duration>> {
+    match wait {
+        None => Ok(None),
+        Some(w) if w.is_finite() && w >= 0.0 && w <= max.as_secs_f64() => Ok(Some(Duration::from_secs_f64(w))),
+        Some(w) => Err(Error::BadRequest(format!(
+            "query parameter `wait` must be a number of seconds from 0 to {} (STREAMGUARD_MAX_WAIT); got {w}",
+            max.as_secs_f64()
+        ))),
+    }
+}
+
+/// Re-reads the batch until every unit had its first attempt or `wait` passed. Reads
+/// Postgres, so it sees attempts made by any replica.
+async fn wait_for_first_attempts(
+    state: &AppState,
+    batch_id: Uuid,
+    wait: Duration,
+) -> Result<BatchView> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let view = load(state, batch_id).await?;
+        if view.first_attempts_done() || tokio::time::Instant::now() >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline - tokio::time::Instant::now())).await;
+    }
+}

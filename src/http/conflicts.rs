@@ -1,0 +1,118 @@
+//! The operators' conflict views: the seed's two dashboard queries and one conflict with
+//! its attempts.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{Path, Query};
+use super::{AppState, Error, Result};
+use crate::store::conflicts::{AttemptRow, ConflictRow, SummaryRow, UnresolvedRow};
+
+/// The conflict routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/conflicts/unresolved", get(unresolved))
+        .route("/v1/conflicts/summary", get(summary))
+        .route("/v1/conflicts/{conflict_id}", get(show))
+}
+
+/// `?hours=` of the unresolved list: 1 to 8,760 (a year), default 24 (the seed's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursParams {
+    /// Look-back window, hours.
+    #[serde(default = "default_hours")]
+    pub hours: u32,
+}
+fn default_hours() -> u32 {
+    24
+}
+
+/// `?days=` of the summary: 1 to 366, default 7 (the seed's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaysParams {
+    /// Look-back window, days.
+    #[serde(default = "default_days")]
+    pub days: u32,
+}
+fn default_days() -> u32 {
+    7
+}
+
+/// `GET /v1/conflicts/unresolved`.
+#[derive(Debug, Serialize)]
+pub struct UnresolvedResponse {
+    /// The window, hours.
+    pub hours: u32,
+    /// Unresolved conflicts first seen in the window, newest first.
+    pub conflicts: Vec<UnresolvedRow>,
+}
+
+/// `GET /v1/conflicts/summary`.
+#[derive(Debug, Serialize)]
+pub struct SummaryResponse {
+    /// The window, days.
+    pub days: u32,
+    /// One row per day, processor and table; newest day first.
+    pub summary: Vec<SummaryRow>,
+}
+
+/// `GET /v1/conflicts/{conflict_id}`.
+#[derive(Debug, Serialize)]
+pub struct ConflictDetail {
+    /// The conflict's columns.
+    #[serde(flatten)]
+    pub conflict: ConflictRow,
+    /// Every attempt on its unit, oldest first.
+    pub attempts: Vec<AttemptRow>,
+}
+
+async fn unresolved(
+    State(state): State<AppState>,
+    Query(p): Query<HoursParams>,
+) -> Result<Json<UnresolvedResponse>> {
+    if !(1..=8760).contains(&p.hours) {
+        return Err(Error::BadRequest(format!(
+            "`hours` must be from 1 to 8760; got {}",
+            p.hours
+        )));
+    }
+    let conflicts = state.store.unresolved_conflicts(p.hours).await?;
+    Ok(Json(UnresolvedResponse {
+        hours: p.hours,
+        conflicts,
+    }))
+}
+
+async fn summary(
+    State(state): State<AppState>,
+    Query(p): Query<DaysParams>,
+) -> Result<Json<SummaryResponse>> {
+    if !(1..=366).contains(&p.days) {
+        return Err(Error::BadRequest(format!(
+            "`days` must be from 1 to 366; got {}",
+            p.days
+        )));
+    }
+    let summary = state.store.conflict_summary(p.days).await?;
+    Ok(Json(SummaryResponse {
+        days: p.days,
+        summary,
+    }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(conflict_id): Path<Uuid>,
+) -> Result<Json<ConflictDetail>> {
+    let (conflict, attempts) = state
+        .store
+        .conflict(conflict_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conflict {conflict_id}")))?;
+    Ok(Json(ConflictDetail { conflict, attempts }))
+}

@@ -1,0 +1,133 @@
+//! The emulator's routes, mounted only when the emulator is the warehouse: stream rows
+//! into a table's buffer as a processor's `insertAll` would, and read a table back — so
+//! anyone can create conflicts and check the final table from outside.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::extract::{Json as ApiJson, Path};
+use super::{AppState, Error, Result};
+use crate::domain::{FieldError, TableRef};
+use crate::warehouse::emulator::{BufferTime, Emulator, StoredRow};
+
+/// The emulator routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/emulator/tables/{table}/insertAll", post(insert_all))
+        .route("/emulator/tables/{table}/rows", get(rows))
+}
+
+/// Body of `POST /emulator/tables/{table}/insertAll`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsertAllRequest {
+    /// Rows (JSON objects) to stream into the buffer.
+    pub rows: Vec<Value>,
+    /// How long these rows stay buffered (`30s`, `20s..60s`); the configured
+    /// `STREAMGUARD_EMULATOR_BUFFER` when absent.
+    #[serde(default)]
+    pub buffer: Option<String>,
+}
+
+/// Answer of insertAll.
+#[derive(Debug, Serialize)]
+pub struct InsertAllResponse {
+    /// The table.
+    pub table: String,
+    /// Rows streamed.
+    pub inserted: usize,
+    /// When they leave the buffer.
+    pub buffered_until: chrono::DateTime<chrono::Utc>,
+}
+
+/// Answer of `GET /emulator/tables/{table}/rows`.
+#[derive(Debug, Serialize)]
+pub struct RowsResponse {
+    /// The table.
+    pub table: String,
+    /// Rows in all.
+    pub total_rows: usize,
+    /// Of which still in the streaming buffer.
+    pub buffered_rows: usize,
+    /// Every row, in insertion order.
+    pub rows: Vec<StoredRow>,
+}
+
+fn emulator(state: &AppState) -> Result<&Emulator> {
+    state
+        .emulator
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("the emulator is not the warehouse".into()))
+}
+
+fn table(raw: &str) -> Result<TableRef> {
+    TableRef::parse(raw).map_err(|e| Error::Unprocessable {
+        detail: format!("bad table in the path: {e}"),
+        errors: vec![FieldError::new("/table", e.0)],
+    })
+}
+
+async fn insert_all(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(request): ApiJson<InsertAllRequest>,
+) -> Result<Json<InsertAllResponse>> {
+    let table = table(&raw)?;
+    let mut errors = Vec::new();
+    let rows: Vec<Map<String, Value>> = request
+        .rows
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, row)| match row {
+            Value::Object(m) => Some(m),
+            _ => {
+                errors.push(FieldError::new(
+                    format!("/rows/{i}"),
+                    "each row must be a JSON object",
+                ));
+                None
+            }
+        })
+        .collect();
+    let buffer = request.buffer.as_deref().map(|b| {
+        b.parse::<BufferTime>()
+            .map_err(|e| errors.push(FieldError::new("/buffer", e)))
+    });
+    if !errors.is_empty() {
+        return Err(Error::Unprocessable {
+            detail: "nothing was inserted".into(),
+            errors,
+        });
+    }
+    let buffer = buffer.and_then(Result::ok);
+    let buffered_until = emulator(&state)?
+        .insert_all(&table, &rows, buffer)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    Ok(Json(InsertAllResponse {
+        table: table.to_string(),
+        inserted: rows.len(),
+        buffered_until,
+    }))
+}
+
+async fn rows(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<RowsResponse>> {
+    let table = table(&raw)?;
+    let rows = emulator(&state)?
+        .rows(&table)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    let buffered_rows = rows.iter().filter(|r| r.buffered).count();
+    Ok(Json(RowsResponse {
+        table: table.to_string(),
+        total_rows: rows.len(),
+        buffered_rows,
+        rows,
+    }))
+}

@@ -1,0 +1,147 @@
+//! The one HTTP error type: every failure answers `application/problem+json` (RFC 9457)
+//! with `type`, `title`, `status`, `detail`, and `errors` naming each offending field by
+//! JSON pointer. 5xx bodies stay generic; their cause is logged once, in the request span.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub enum Error {
+    /// 400: the body is not JSON, or not the expected shape.
+    BadRequest(String),
+    /// 404: no such resource.
+    NotFound(String),
+    /// 413: the body exceeds the limit.
+    PayloadTooLarge(String),
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType(String),
+    /// 422: the body is well-formed but breaks a rule; each problem with its pointer.
+    Unprocessable {
+        /// Summary.
+        detail: String,
+        /// Each problem.
+        errors: Vec<FieldError>,
+    },
+    /// 503: a dependency is not ready.
+    Unavailable(String),
+    /// 500: a bug or an unreachable dependency; logged, not shown.
+    Internal(anyhow::Error),
+}
+
+/// The problem+json body.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, constant summary of the type.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for this request.
+    pub detail: String,
+    /// Each offending field (422, and 400 where the position is known).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Error {
+    fn parts(
+        self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        &'static str,
+        String,
+        Vec<FieldError>,
+    ) {
+        match self {
+            Self::BadRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Malformed request",
+                d,
+                vec![],
+            ),
+            Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", "Not found", d, vec![]),
+            Self::PayloadTooLarge(d) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+                d,
+                vec![],
+            ),
+            Self::UnsupportedMediaType(d) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                d,
+                vec![],
+            ),
+            Self::Unprocessable { detail, errors } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "The request breaks a rule",
+                detail,
+                errors,
+            ),
+            Self::Unavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Not ready",
+                d,
+                vec![],
+            ),
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the service failed to handle the request; nothing was accepted unless a later GET shows it".into(),
+                    vec![],
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail, errors) = self.parts();
+        let body = Problem {
+            kind: format!("/problems/{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Self {
+        match e {
+            crate::store::Error::IdempotencyMismatch { key, batch_id } => Self::Unprocessable {
+                detail: format!(
+                    "idempotency key {key:?} was already used for batch {batch_id} with a different payload; use a new key for new data"
+                ),
+                errors: vec![FieldError::new("/idempotency_key", "already used with a different payload")],
+            },
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// The result type of handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,71 @@
+//! The HTTP API: per-resource routers merged here, with the middleware stack (request id,
+//! tracing, timeout, body limit) and a problem+json fallback for unknown routes.
+//!
+//! | route | module |
+//! | --- | --- |
+//! | `POST /v1/batches`, `GET /v1/batches/{batch_id}` | [`batches`] |
+//! | `GET /v1/conflicts/unresolved`, `/summary`, `/{conflict_id}` | [`conflicts`] |
+//! | `GET /healthz`, `GET /readyz` | [`health`] |
+//! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
+
+pub mod batches;
+pub mod conflicts;
+pub mod emulator;
+mod error;
+pub mod extract;
+pub mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{Error, Problem, Result};
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::warehouse::emulator::Emulator;
+use crate::warehouse::Warehouse;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Postgres.
+    pub store: Store,
+    /// The warehouse the scheduler writes to (for `/readyz`).
+    pub warehouse: Arc<dyn Warehouse>,
+    /// The emulator, when it is the warehouse (its routes are mounted only then).
+    pub emulator: Option<Emulator>,
+    /// The settings.
+    pub settings: Arc<Settings>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .merge(batches::router())
+        .merge(conflicts::router())
+        .merge(health::router());
+    if state.emulator.is_some() {
+        api = api.merge(emulator::router());
+    }
+    // Requests may wait up to max_wait for a first attempt; the timeout leaves room for that.
+    let timeout = state.settings.max_wait + Duration::from_secs(30);
+    api.fallback(|| async { Error::NotFound("no such route; see README for the API".into()) })
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

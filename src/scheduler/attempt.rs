@@ -1,0 +1,193 @@
+//! One attempt: call the warehouse under a renewed lease, turn the result into a
+//! [`Verdict`] with the retry policy, and record it (fenced).
+
+use chrono::Utc;
+use rand::Rng;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::Scheduler;
+use crate::domain::{ColumnName, ErrorClass, TableRef};
+use crate::store::jobs::{AttemptLog, ClaimedJob, Recorded, Verdict};
+use crate::warehouse::{self, WriteUnit};
+
+impl Scheduler {
+    /// Runs one claimed job's attempt and records it. Never fails: every outcome is
+    /// recorded or, when Postgres is unreachable, logged (the lease then expires and the
+    /// job is claimed again).
+    #[tracing::instrument(skip_all, fields(unit_id = %job.unit_id, batch_id = %job.batch_id, attempt = job.attempt, table = %job.table_ref))]
+    pub(super) async fn attempt(&self, job: ClaimedJob) {
+        let started_at = Utc::now();
+        let result = if job.state == "superseded" {
+            Err(warehouse::Error::Permanent {
+                message: "superseded by a newer batch before this attempt".into(),
+            })
+        } else {
+            match write_unit(&job) {
+                Ok((table, unit)) => self.replace_under_lease(&job, &table, unit).await,
+                Err(e) => Err(e),
+            }
+        };
+        let verdict = self.verdict(&job, result).await;
+        let log = AttemptLog {
+            replica: self.settings.replica.clone(),
+            started_at,
+            finished_at: Utc::now(),
+        };
+        match self.store.record(&job, &verdict, &log).await {
+            Ok(Recorded::Applied(state)) => match &verdict {
+                Verdict::Loaded { rows_inserted, .. } => {
+                    tracing::info!(state, rows = rows_inserted, "unit loaded")
+                }
+                Verdict::Retry {
+                    class,
+                    at,
+                    delay_seconds,
+                    message,
+                } => tracing::info!(
+                    state, class = class.as_str(), next_attempt_at = %at, delay_seconds, error = %message,
+                    "unit deferred"
+                ),
+                Verdict::GiveUp { class, message } => {
+                    tracing::warn!(state, class = class.as_str(), error = %message, "unit given up")
+                }
+            },
+            Ok(Recorded::Superseded) => {
+                tracing::info!("unit was superseded during its attempt; nothing rescheduled")
+            }
+            Ok(Recorded::LeaseLost) => {
+                tracing::warn!("lease lost during the attempt (another replica re-claimed the job); result dropped")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording the attempt failed; the job is claimed again when its lease expires")
+            }
+        }
+    }
+
+    /// Calls the warehouse while a background task renews the lease every third of it.
+    async fn replace_under_lease(
+        &self,
+        job: &ClaimedJob,
+        table: &TableRef,
+        unit: WriteUnit,
+    ) -> Result<warehouse::ReplaceOutcome, warehouse::Error> {
+        let stop = CancellationToken::new();
+        let renewer = {
+            let (store, stop, lease) = (self.store.clone(), stop.clone(), self.settings.lease);
+            let (job_id, attempt) = (job.job_id, job.attempt);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(lease / 3) => {}
+                    }
+                    match store.renew_lease(job_id, attempt, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job_id, attempt, "lease lost while the warehouse works");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(job_id, error = %e, "renewing the lease failed; trying again")
+                        }
+                    }
+                }
+            })
+        };
+        let result = self
+            .warehouse
+            .replace(table, std::slice::from_ref(&unit))
+            .await;
+        stop.cancel();
+        let _ = renewer.await;
+        result
+    }
+
+    /// Turns the warehouse's answer into a verdict with the retry policy. For a
+    /// streaming-buffer refusal, the next attempt is not placed before the buffer can
+    /// have drained, when the warehouse knows that.
+    async fn verdict(
+        &self,
+        job: &ClaimedJob,
+        result: Result<warehouse::ReplaceOutcome, warehouse::Error>,
+    ) -> Verdict {
+        let error = match result {
+            Ok(outcome) => {
+                return Verdict::Loaded {
+                    rows_inserted: outcome.rows_inserted,
+                    warehouse_job_id: outcome.job_id,
+                };
+            }
+            Err(e) => e,
+        };
+        let class = error.class();
+        let floor = match (class, TableRef::parse(&job.table_ref)) {
+            (ErrorClass::StreamingBuffer, Ok(table)) => {
+                match self.warehouse.streaming_buffer(&table).await {
+                    Ok(buffer) => buffer.and_then(|b| b.earliest_drain),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "streaming-buffer metadata unavailable; policy delay alone");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let now = Utc::now();
+        let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
+        let policy = self.policy_for(job);
+        match policy.next_attempt(attempt, class, now, rand::rng().random::<f64>(), floor) {
+            Some(retry) => Verdict::Retry {
+                class,
+                message: error.to_string(),
+                at: retry.at,
+                delay_seconds: i32::try_from(retry.delay.as_secs()).unwrap_or(i32::MAX),
+            },
+            None => Verdict::GiveUp {
+                class,
+                message: error.to_string(),
+            },
+        }
+    }
+
+    /// The policy for this job: the configured one, with the job's own attempt budget
+    /// (fixed when the job was created, so a restart with new settings does not change it).
+    fn policy_for(&self, job: &ClaimedJob) -> crate::domain::RetryPolicy {
+        let max = u32::try_from(job.max_attempts).unwrap_or(1).max(1);
+        crate::domain::RetryPolicy::new(self.policy.delays().to_vec(), max, self.policy.jitter())
+            .unwrap_or_else(|_| self.policy.clone())
+    }
+}
+
+/// Rebuilds the warehouse's view of the unit from the claimed row. The values were
+/// validated at intake; a failure here means the row was edited by hand and is permanent.
+fn write_unit(job: &ClaimedJob) -> Result<(TableRef, WriteUnit), warehouse::Error> {
+    let permanent = |message: String| warehouse::Error::Permanent { message };
+    let table = TableRef::parse(&job.table_ref).map_err(|e| permanent(e.0))?;
+    let key = job
+        .key
+        .as_object()
+        .cloned()
+        .ok_or_else(|| permanent("stored key is not an object".into()))?;
+    let partition = match (&job.partition_column, &job.partition_value) {
+        (Some(column), Some(value)) => Some((
+            ColumnName::parse(column).map_err(|e| permanent(e.0))?,
+            value.clone(),
+        )),
+        _ => None,
+    };
+    let rows = match &job.rows {
+        Value::Array(rows) => rows.clone(),
+        _ => return Err(permanent("stored rows are not an array".into())),
+    };
+    Ok((
+        table,
+        WriteUnit {
+            unit_id: job.unit_id,
+            attempt: job.attempt,
+            key,
+            partition,
+            rows,
+        },
+    ))
+}

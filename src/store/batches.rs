@@ -1,0 +1,267 @@
+//! Intake and the batch view.
+//!
+//! Intake is one transaction: the batch, its write units and one job per unit, the
+//! supersession of older units of the same keys, and a `pg_notify` that wakes the
+//! schedulers when it commits. The service answers only after the commit, so an accepted
+//! batch is never lost.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Error, Store, JOBS_CHANNEL};
+use crate::domain::ValidatedBatch;
+
+/// What intake did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    /// The batch's id.
+    pub batch_id: Uuid,
+    /// `true` when the idempotency key matched an earlier batch with the same payload:
+    /// nothing new was written.
+    pub replayed: bool,
+    /// Older units that this batch superseded.
+    pub superseded: u64,
+}
+
+/// A batch and its units, as `GET /v1/batches/{id}` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchView {
+    /// The batch's id.
+    pub batch_id: Uuid,
+    /// Who sent it.
+    pub processor_name: String,
+    /// Target table, `project.dataset.table`.
+    pub table: String,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// Its write units, in order of first appearance in the request.
+    pub units: Vec<UnitView>,
+}
+
+/// One write unit's current state.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct UnitView {
+    /// The unit's id.
+    pub unit_id: Uuid,
+    /// Key column → value.
+    pub key: Value,
+    /// The partition column's value, or `null`.
+    #[sqlx(rename = "partition_value")]
+    pub partition: Option<Value>,
+    /// `pending`, `loaded`, `deferred`, `failed`, `superseded` or `unresolved`.
+    pub state: String,
+    /// Rows in the unit (0 for a pure delete).
+    #[sqlx(rename = "row_count")]
+    pub rows: i32,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// The unit's conflict, once it had one.
+    pub conflict_id: Option<Uuid>,
+    /// When the scheduler will attempt it next (deferred units).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last error, for deferred, failed and unresolved units.
+    pub error: Option<String>,
+}
+
+impl BatchView {
+    /// Whether every unit has had its first attempt or will not be attempted.
+    pub fn first_attempts_done(&self) -> bool {
+        self.units
+            .iter()
+            .all(|u| u.attempts > 0 || u.state != "pending")
+    }
+}
+
+impl Store {
+    /// Stores a validated batch, its units and their jobs in one transaction, superseding
+    /// older not-landed units of the same table and key.
+    ///
+    /// `payload_hash` identifies the request body; with an idempotency key already used for
+    /// the same processor, an equal hash replays the original batch and a different one is
+    /// [`Error::IdempotencyMismatch`].
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::IdempotencyMismatch`].
+    pub async fn insert_batch(
+        &self,
+        batch: &ValidatedBatch,
+        payload_hash: &[u8],
+        max_attempts: u32,
+    ) -> Result<Intake, Error> {
+        let mut tx = self.pool.begin().await?;
+        let batch_id = Uuid::new_v4();
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "insert into batches (batch_id, processor_name, table_ref, key_columns, partition_column, idempotency_key, payload_hash)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict on constraint batches_idempotency_key_unique do nothing
+             returning batch_id",
+        )
+        .bind(batch_id)
+        .bind(batch.processor_name.as_str())
+        .bind(batch.table.to_string())
+        .bind(batch.key_columns.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(batch.partition_column.as_ref().map(|c| c.as_str().to_owned()))
+        .bind(batch.idempotency_key.as_ref().map(|k| k.as_str().to_owned()))
+        .bind(payload_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            let key = batch
+                .idempotency_key
+                .as_ref()
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_default();
+            let (original, hash): (Uuid, Vec<u8>) = sqlx::query_as(
+                "select batch_id, payload_hash from batches where processor_name = $1 and idempotency_key = $2",
+            )
+            .bind(batch.processor_name.as_str())
+            .bind(&key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if hash != payload_hash {
+                return Err(Error::IdempotencyMismatch {
+                    key,
+                    batch_id: original,
+                });
+            }
+            return Ok(Intake {
+                batch_id: original,
+                replayed: true,
+                superseded: 0,
+            });
+        }
+
+        let unit_ids: Vec<Uuid> = batch.units.iter().map(|_| Uuid::new_v4()).collect();
+        let positions: Vec<i32> = (0..batch.units.len() as i32).collect();
+        let keys: Vec<Value> = batch
+            .units
+            .iter()
+            .map(|u| Value::Object(u.key.clone()))
+            .collect();
+        let partitions: Vec<Option<Value>> =
+            batch.units.iter().map(|u| u.partition.clone()).collect();
+        let rows: Vec<Value> = batch
+            .units
+            .iter()
+            .map(|u| Value::Array(u.rows.clone()))
+            .collect();
+        let counts: Vec<i32> = batch.units.iter().map(|u| u.rows.len() as i32).collect();
+        let table = batch.table.to_string();
+
+        let superseded = supersede(&mut tx, &table, &keys, &partitions).await?;
+
+        sqlx::query(
+            "insert into write_units (unit_id, batch_id, position, table_ref, key, partition_value, rows, row_count)
+             select u.unit_id, $1, u.position, $2, u.key, u.partition_value, u.rows, u.row_count
+             from unnest($3::uuid[], $4::int[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::int[])
+                  as u(unit_id, position, key, partition_value, rows, row_count)",
+        )
+        .bind(batch_id)
+        .bind(&table)
+        .bind(&unit_ids)
+        .bind(&positions)
+        .bind(&keys)
+        .bind(&partitions)
+        .bind(&rows)
+        .bind(&counts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into jobs (unit_id, table_ref, max_attempts)
+             select unit_id, table_ref, $2 from write_units where batch_id = $1 order by position",
+        )
+        .bind(batch_id)
+        .bind(max_attempts as i32)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(JOBS_CHANNEL)
+            .bind(batch_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Intake {
+            batch_id,
+            replayed: false,
+            superseded,
+        })
+    }
+
+    /// The batch with its units' current state, or `None` when there is no such batch.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn batch(&self, batch_id: Uuid) -> Result<Option<BatchView>, Error> {
+        let head: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "select processor_name, table_ref, created_at from batches where batch_id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((processor_name, table, created_at)) = head else {
+            return Ok(None);
+        };
+        let units = sqlx::query_as(
+            "select unit_id, key, partition_value, state, row_count, attempts, conflict_id, next_attempt_at, error
+             from write_units where batch_id = $1 order by position",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(BatchView {
+            batch_id,
+            processor_name,
+            table,
+            created_at,
+            units,
+        }))
+    }
+}
+
+/// Marks older not-landed units of the same table, key and partition `superseded`, takes
+/// their waiting jobs off the schedule and resolves their open conflicts as `superseded`.
+/// A superseded unit whose attempt is running right now finishes that attempt (a BigQuery
+/// call cannot be recalled), but the claim query never starts the newer unit before it
+/// ends, so the newer rows always land last.
+async fn supersede(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    keys: &[Value],
+    partitions: &[Option<Value>],
+) -> Result<u64, Error> {
+    let superseded: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "update write_units w set state = 'superseded', next_attempt_at = null, updated_at = now()
+         from unnest($2::jsonb[], $3::jsonb[]) as n(key, partition_value)
+         where w.table_ref = $1 and w.key = n.key
+           and w.partition_value is not distinct from n.partition_value
+           and w.state in ('pending', 'deferred')
+         returning w.unit_id, w.conflict_id",
+    )
+    .bind(table)
+    .bind(keys)
+    .bind(partitions)
+    .fetch_all(&mut *tx)
+    .await?;
+    if superseded.is_empty() {
+        return Ok(0);
+    }
+    let unit_ids: Vec<Uuid> = superseded.iter().map(|(u, _)| *u).collect();
+    let conflict_ids: Vec<Uuid> = superseded.iter().filter_map(|(_, c)| *c).collect();
+    sqlx::query(
+        "update jobs set state = 'completed', completed_at = now(), updated_at = now()
+         where unit_id = any($1) and state = 'available'",
+    )
+    .bind(&unit_ids)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update conflicts set resolved = true, resolution_method = 'superseded', resolution_time = now(), updated_at = now()
+         where conflict_id = any($1) and not resolved",
+    )
+    .bind(&conflict_ids)
+    .execute(&mut *tx)
+    .await?;
+    Ok(superseded.len() as u64)
+}

@@ -1,0 +1,125 @@
+//! The store: every SQL statement of the service (the emulator's own storage excepted, see
+//! [`crate::warehouse::emulator`]), over one Postgres pool. Migrations live in
+//! `migrations/` and are embedded in the binary.
+//!
+//! - [`batches`]: intake (batch + write units + one job each, in one transaction),
+//!   idempotency, supersession, and the batch view;
+//! - [`jobs`]: the job table — claim, lease renewal, fenced recording of attempts;
+//! - [`conflicts`]: the conflict log and the operators' dashboard queries.
+
+pub mod batches;
+pub mod conflicts;
+pub mod jobs;
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The `pg_notify` channel the scheduler listens on; intake notifies it when new jobs are due.
+pub const JOBS_CHANNEL: &str = "streamguard_jobs";
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Postgres failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The idempotency key was used before with a different payload.
+    #[error(
+        "idempotency key {key:?} was already used for batch {batch_id} with a different payload"
+    )]
+    IdempotencyMismatch {
+        /// The key.
+        key: String,
+        /// The batch it belongs to.
+        batch_id: uuid::Uuid,
+    },
+}
+
+/// The service's handle on Postgres. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects to `url`, creating the database first when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when Postgres is unreachable or refuses.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        if !Postgres::database_exists(url).await? {
+            Postgres::create_database(url).await?;
+            tracing::info!(database = %database_name(url), "created database");
+        }
+        let options = PgConnectOptions::from_str(url)?.application_name("streamguard");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Migrate`] when a migration fails or the database has migrations this
+    /// binary does not know.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for the emulator and the scheduler's LISTEN connection.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Readiness: the database answers and every embedded migration has been applied.
+    /// Returns what is missing, in words.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when the database does not answer.
+    pub async fn readiness(&self) -> Result<Option<String>, Error> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "select version from _sqlx_migrations where success order by version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .or_else(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+            _ => Err(e),
+        })?;
+        let missing: Vec<String> = MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{}_{}", m.version, m.description))
+            .collect();
+        Ok(
+            (!missing.is_empty())
+                .then(|| format!("migrations not applied: {}", missing.join(", "))),
+        )
+    }
+}
+
+/// The database name of a Postgres URL, for messages.
+pub fn database_name(url: &str) -> String {
+    PgConnectOptions::from_str(url)
+        .ok()
+        .and_then(|o| o.get_database().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}

@@ -1,0 +1,26 @@
+//! Logging: one `tracing` subscriber, text for people or JSON for log pipelines, filtered
+//! by `RUST_LOG` (default `info` for streamguard, `warn` for the libraries).
+
+use tracing_subscriber::EnvFilter;
+
+/// The filter used when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "warn,streamguard=info,tower_http=info";
+
+/// Installs the global subscriber; `format` is `text` or `json`. Calling it twice is
+/// harmless (the second call keeps the first subscriber).
+pub fn init(format: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,324 @@
+//! The embedded BigQuery emulator: the default warehouse when no BigQuery project is
+//! configured, and the backend of the demo and the end-to-end tests.
+//!
+//! It understands the service's own operations, not SQL. Its tables live in the service's
+//! Postgres database, in the `emulator` schema (see `migrations/0002_emulator.sql`), so a
+//! restarted service and every replica see one warehouse. It follows BigQuery's semantics
+//! as described in `shared/bigquery-facts.md`:
+//! - rows streamed with [`Emulator::insert_all`] sit in a streaming buffer for a configured
+//!   time ([`BufferTime`]);
+//! - a replace that would touch buffered rows is refused with BigQuery's error class and
+//!   message; what "touch" means is a setting ([`ConflictScope`]), because BigQuery does
+//!   not document it;
+//! - a replace is atomic (one Postgres transaction, serialised per table as BigQuery
+//!   serialises DML per table), and the rows it writes never enter the buffer.
+//!
+//! A table appears on its first write; no definitions are needed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+
+use super::{Error, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use crate::domain::TableRef;
+
+/// How long streamed rows stay in the buffer: a fixed time or a range drawn from uniformly
+/// per insertAll call. Written `30s` or `20s..60s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferTime {
+    /// Shortest residence.
+    pub min: Duration,
+    /// Longest residence (equal to `min` for a fixed time).
+    pub max: Duration,
+}
+
+impl BufferTime {
+    /// A fixed residence time.
+    pub fn fixed(d: Duration) -> Self {
+        Self { min: d, max: d }
+    }
+
+    /// Draws one residence time from the range.
+    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+        if self.max <= self.min {
+            return self.min;
+        }
+        Duration::from_secs_f64(rng.random_range(self.min.as_secs_f64()..=self.max.as_secs_f64()))
+    }
+}
+
+impl std::str::FromStr for BufferTime {
+    type Err = String;
+
+    /// Parses `30s` (fixed) or `20s..60s` (a range), in `humantime` units.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = |x: &str| {
+            humantime::parse_duration(x.trim())
+                .map_err(|e| format!("{x:?} is not a duration ({e})"))
+        };
+        let buffer = match s.split_once("..") {
+            Some((min, max)) => Self {
+                min: d(min)?,
+                max: d(max)?,
+            },
+            None => Self::fixed(d(s)?),
+        };
+        if buffer.min > buffer.max {
+            return Err("the range's start is after its end".into());
+        }
+        Ok(buffer)
+    }
+}
+
+/// Which buffered rows block a replace (`STREAMGUARD_EMULATOR_CONFLICT_SCOPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictScope {
+    /// A buffered row with the unit's key (and partition).
+    Row,
+    /// A buffered row in the unit's partition; for a unit without a partition column, any
+    /// buffered row of the table. The default.
+    Partition,
+    /// Any buffered row of the table.
+    Table,
+}
+
+/// The emulator's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatorSettings {
+    /// Residence time of streamed rows.
+    pub buffer: BufferTime,
+    /// What a replace must not touch.
+    pub conflict_scope: ConflictScope,
+    /// Added to every replace before it commits, to imitate BigQuery's seconds-long DML
+    /// (and to let tests kill the service mid-attempt).
+    pub latency: Duration,
+}
+
+/// One stored row, as `GET /emulator/tables/{table}/rows` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredRow {
+    /// The row's columns.
+    pub data: Value,
+    /// Whether it is still in the streaming buffer.
+    pub buffered: bool,
+    /// When it leaves the buffer (`null` for rows written by a replace).
+    pub buffered_until: Option<DateTime<Utc>>,
+}
+
+/// The emulator, backed by the `emulator` schema of the service's database.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    pool: PgPool,
+    settings: EmulatorSettings,
+}
+
+/// BigQuery's streaming-buffer error text (error-messages page, `badRequest` row; see
+/// `shared/bigquery-facts.md` B1).
+pub fn streaming_buffer_message(table: &TableRef) -> String {
+    format!(
+        "UPDATE or DELETE statement over table {table} would affect rows in the streaming buffer, which is not supported"
+    )
+}
+
+fn database_error(e: sqlx::Error) -> Error {
+    Error::Transient {
+        message: format!("emulator storage failed: {e}"),
+    }
+}
+
+impl Emulator {
+    /// An emulator over `pool`; the `emulator` schema must be migrated.
+    pub fn new(pool: PgPool, settings: EmulatorSettings) -> Self {
+        Self { pool, settings }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &EmulatorSettings {
+        &self.settings
+    }
+
+    /// Streams rows into the table's buffer, as `tabledata.insertAll` would. Returns when
+    /// they leave it. `buffer` overrides the configured residence for this call.
+    ///
+    /// # Errors
+    /// [`Error::Transient`] when Postgres fails.
+    pub async fn insert_all(
+        &self,
+        table: &TableRef,
+        rows: &[Map<String, Value>],
+        buffer: Option<BufferTime>,
+    ) -> Result<DateTime<Utc>, Error> {
+        let residence = buffer
+            .unwrap_or(self.settings.buffer)
+            .sample(&mut rand::rng());
+        let until =
+            Utc::now() + chrono::Duration::from_std(residence).unwrap_or(chrono::Duration::MAX);
+        let rows = Value::Array(rows.iter().cloned().map(Value::Object).collect());
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        ensure_table(&mut tx, table).await?;
+        sqlx::query(
+            "insert into emulator.rows (table_ref, data, buffered_until)
+             select $1, r, $3 from jsonb_array_elements($2) as r",
+        )
+        .bind(table.to_string())
+        .bind(&rows)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        tx.commit().await.map_err(database_error)?;
+        Ok(until)
+    }
+
+    /// Every row of the table, in insertion order; empty when the table does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Transient`] when Postgres fails.
+    pub async fn rows(&self, table: &TableRef) -> Result<Vec<StoredRow>, Error> {
+        sqlx::query_as(
+            "select data, coalesce(buffered_until > clock_timestamp(), false) as buffered, buffered_until
+             from emulator.rows where table_ref = $1 order by row_id",
+        )
+        .bind(table.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)
+    }
+
+    /// Whether a buffered row blocks replacing `unit`, under the configured scope.
+    async fn blocked(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        table: &TableRef,
+        unit: &WriteUnit,
+    ) -> Result<bool, Error> {
+        let filter: Option<Value> = match (self.settings.conflict_scope, &unit.partition) {
+            (ConflictScope::Row, _) => Some(Value::Object(unit.identity())),
+            (ConflictScope::Partition, Some((column, value))) => Some(Value::Object(
+                Map::from_iter([(column.as_str().to_owned(), value.clone())]),
+            )),
+            (ConflictScope::Partition, None) | (ConflictScope::Table, _) => None,
+        };
+        sqlx::query_scalar(
+            "select exists (select 1 from emulator.rows
+              where table_ref = $1 and buffered_until > clock_timestamp()
+                and ($2::jsonb is null or data @> $2))",
+        )
+        .bind(table.to_string())
+        .bind(filter)
+        .fetch_one(tx)
+        .await
+        .map_err(database_error)
+    }
+}
+
+async fn ensure_table(tx: &mut sqlx::PgConnection, table: &TableRef) -> Result<(), Error> {
+    sqlx::query("insert into emulator.tables (table_ref) values ($1) on conflict do nothing")
+        .bind(table.to_string())
+        .execute(tx)
+        .await
+        .map_err(database_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Warehouse for Emulator {
+    async fn replace(
+        &self,
+        table: &TableRef,
+        units: &[WriteUnit],
+    ) -> Result<ReplaceOutcome, Error> {
+        let mut tx = self.pool.begin().await.map_err(database_error)?;
+        ensure_table(&mut tx, table).await?;
+        // BigQuery runs mutating DML on one table one after the other; so does the emulator.
+        sqlx::query("select 1 from emulator.tables where table_ref = $1 for update")
+            .bind(table.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        for unit in units {
+            if self.blocked(&mut tx, table, unit).await? {
+                return Err(Error::StreamingBuffer {
+                    message: streaming_buffer_message(table),
+                });
+            }
+        }
+        let (mut deleted, mut inserted) = (0u64, 0u64);
+        for unit in units {
+            deleted += sqlx::query("delete from emulator.rows where table_ref = $1 and data @> $2")
+                .bind(table.to_string())
+                .bind(Value::Object(unit.identity()))
+                .execute(&mut *tx)
+                .await
+                .map_err(database_error)?
+                .rows_affected();
+            inserted += sqlx::query(
+                "insert into emulator.rows (table_ref, data) select $1, r from jsonb_array_elements($2) as r",
+            )
+            .bind(table.to_string())
+            .bind(Value::Array(unit.rows.clone()))
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(database_error)?;
+        Ok(ReplaceOutcome {
+            rows_deleted: Some(deleted),
+            rows_inserted: inserted,
+            job_id: None,
+        })
+    }
+
+    async fn streaming_buffer(&self, table: &TableRef) -> Result<Option<StreamingBuffer>, Error> {
+        let (rows, oldest, earliest): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(
+                "select count(*), min(created_at), min(buffered_until) from emulator.rows
+              where table_ref = $1 and buffered_until > clock_timestamp()",
+            )
+            .bind(table.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(database_error)?;
+        Ok((rows > 0).then(|| StreamingBuffer {
+            estimated_rows: u64::try_from(rows).ok(),
+            oldest_entry_time: oldest,
+            earliest_drain: earliest,
+        }))
+    }
+
+    fn kind(&self) -> &'static str {
+        "emulator"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_time_samples_within_its_range() {
+        let b = BufferTime {
+            min: Duration::from_secs(20),
+            max: Duration::from_secs(60),
+        };
+        let mut rng = rand::rng();
+        for _ in 0..100 {
+            let d = b.sample(&mut rng);
+            assert!(d >= b.min && d <= b.max);
+        }
+        assert_eq!(
+            BufferTime::fixed(Duration::from_secs(5)).sample(&mut rng),
+            Duration::from_secs(5)
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The warehouse seam: one trait, [`Warehouse`], with two implementations — the embedded
+//! [`emulator`] (the default, and the backend of the demo and the end-to-end tests) and
+//! BigQuery itself.
+//!
+//! A replace deletes every row of the table whose key (and partition) equals a unit's, and
+//! inserts the unit's rows, for every unit passed in — all land, or none does. Failures
+//! are *classified* here ([`Error`]), so the scheduler never matches on text.
+
+pub mod emulator;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::domain::{ColumnName, ErrorClass, TableRef};
+
+/// One write unit as the warehouse sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteUnit {
+    /// The unit's id (stable across attempts).
+    pub unit_id: Uuid,
+    /// The attempt number (1-based); with `unit_id` it makes a deterministic job id, so a
+    /// resubmitted attempt is recognised.
+    pub attempt: i32,
+    /// Key column → value, e.g. `{"game_id": "20260124_LAL_BOS"}`.
+    pub key: Map<String, Value>,
+    /// Partition column and value, when the table is partitioned.
+    pub partition: Option<(ColumnName, Value)>,
+    /// The rows to write (JSON objects); empty for a pure delete.
+    pub rows: Vec<Value>,
+}
+
+impl WriteUnit {
+    /// The object a stored row must contain to belong to this unit: the key columns plus
+    /// the partition column.
+    pub fn identity(&self) -> Map<String, Value> {
+        let mut m = self.key.clone();
+        if let Some((column, value)) = &self.partition {
+            m.insert(column.as_str().to_owned(), value.clone());
+        }
+        m
+    }
+}
+
+/// What a successful replace did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplaceOutcome {
+    /// Rows deleted, when the warehouse reports it.
+    pub rows_deleted: Option<u64>,
+    /// Rows inserted.
+    pub rows_inserted: u64,
+    /// The warehouse's job id, when it has one (BigQuery).
+    pub job_id: Option<String>,
+}
+
+/// The state of a table's streaming buffer (BigQuery `tables.get` → `streamingBuffer`,
+/// <https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#streamingbuffer>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamingBuffer {
+    /// Lower-bound estimate of the rows in the buffer.
+    pub estimated_rows: Option<u64>,
+    /// The oldest entry's time (BigQuery reports milliseconds since the epoch).
+    pub oldest_entry_time: Option<DateTime<Utc>>,
+    /// The earliest time the buffered rows can all have left the buffer, when the
+    /// warehouse knows it. The emulator does (it sets each row's residence); BigQuery does
+    /// not document one, so its adapter estimates it or leaves it `None`.
+    pub earliest_drain: Option<DateTime<Utc>>,
+}
+
+/// A classified warehouse failure. The message is the warehouse's own text, kept for the
+/// conflict log and the unit's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The statement would affect rows in the streaming buffer (BigQuery's message:
+    /// "UPDATE or DELETE statement over table … would affect rows in the streaming buffer,
+    /// which is not supported").
+    #[error("{message}")]
+    StreamingBuffer {
+        /// The warehouse's message.
+        message: String,
+    },
+    /// Concurrent DML or an aborted transaction on the same table.
+    #[error("{message}")]
+    ConcurrentUpdate {
+        /// The warehouse's message.
+        message: String,
+    },
+    /// A rate limit or quota.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// The warehouse's message.
+        message: String,
+        /// How long the warehouse asked to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// Unknown outcome or a server-side failure; retry.
+    #[error("{message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// Waiting cannot cure it.
+    #[error("{message}")]
+    Permanent {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The class the scheduler acts on.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::StreamingBuffer { .. } => ErrorClass::StreamingBuffer,
+            Self::ConcurrentUpdate { .. } => ErrorClass::ConcurrentDml,
+            Self::QuotaExceeded { .. } => ErrorClass::QuotaExceeded,
+            Self::Transient { .. } => ErrorClass::Transient,
+            Self::Permanent { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A place rows are replaced in: BigQuery, or the emulator.
+#[async_trait]
+pub trait Warehouse: Send + Sync + 'static {
+    /// Atomically replaces, for every unit (all of one `table`), the rows of its key with
+    /// its rows: all units land, or none does.
+    ///
+    /// # Errors
+    /// A classified [`Error`]; on any error nothing was written.
+    async fn replace(&self, table: &TableRef, units: &[WriteUnit])
+        -> Result<ReplaceOutcome, Error>;
+
+    /// The table's streaming-buffer state; `None` when it has no buffer (or does not exist).
+    /// A hint only: BigQuery's metadata lags behind streaming inserts by seconds, so "no
+    /// buffer" never proves a replace will succeed.
+    ///
+    /// # Errors
+    /// A classified [`Error`] when the metadata cannot be read.
+    async fn streaming_buffer(&self, table: &TableRef) -> Result<Option<StreamingBuffer>, Error>;
+
+    /// A short name for logs and `/readyz`: `emulator` or `bigquery`.
+    fn kind(&self) -> &'static str;
+}
