@@ -1,0 +1,186 @@
+//! The test harness: the real app on a random port against the fresh database
+//! `#[sqlx::test]` made, with the emulator as warehouse, and typed client calls.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use streamguard::config::Settings;
+use streamguard::store::Store;
+use streamguard::App;
+use tokio_util::sync::CancellationToken;
+
+/// A running app.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub shutdown: CancellationToken,
+    pub handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for fast tests: short delays, no jitter, quick polling, short buffer.
+pub fn fast_settings(pool: &PgPool) -> Settings {
+    let url = database_url(pool);
+    let mut s = Settings::for_tests(&url);
+    s.retry =
+        streamguard::domain::RetryPolicy::new(vec![Duration::from_millis(300)], 20, 0.0).unwrap();
+    s.poll_interval = Duration::from_millis(50);
+    s.lease = Duration::from_secs(2);
+    s.emulator.buffer = streamguard::warehouse::emulator::BufferTime::fixed(Duration::from_secs(1));
+    s
+}
+
+/// The URL of the test's own database (for child processes).
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    let db = options.get_database().unwrap_or("postgres");
+    format!("postgres://postgres@127.0.0.1:5432/{db}")
+}
+
+/// Starts the app with `fast_settings`, changed by `tweak`.
+pub async fn spawn_app_with(pool: PgPool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = fast_settings(&pool);
+    tweak(&mut settings);
+    let app = App::build_with_store(settings, Store::new(pool.clone()))
+        .await
+        .expect("app builds");
+    let base = format!("http://{}", app.address());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        pool,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+/// Starts the app with `fast_settings`.
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, |_| {}).await
+}
+
+impl TestApp {
+    /// POST /v1/batches (with `?wait=` when given).
+    pub async fn post_batch(&self, body: &Value, wait: Option<f64>) -> (StatusCode, Value) {
+        let url = match wait {
+            Some(w) => format!("{}/v1/batches?wait={w}", self.base),
+            None => format!("{}/v1/batches", self.base),
+        };
+        let r = self
+            .client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a path; status and JSON body.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON to a path; status and JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Streams rows into the emulator's buffer for `buffer` (e.g. "1s", "0s").
+    pub async fn insert_all(&self, table: &str, rows: Value, buffer: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/emulator/tables/{table}/insertAll"),
+                &json!({"rows": rows, "buffer": buffer}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Every row of an emulator table (the `data` objects).
+    pub async fn table_rows(&self, table: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/emulator/tables/{table}/rows")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["data"].clone())
+            .collect()
+    }
+
+    /// Polls the batch until every unit is in a final state; panics after `timeout`.
+    pub async fn settle(&self, batch_id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, view) = self.get(&format!("/v1/batches/{batch_id}")).await;
+            let settled = view["units"].as_array().is_some_and(|units| {
+                units
+                    .iter()
+                    .all(|u| !matches!(u["state"].as_str(), Some("pending" | "deferred")))
+            });
+            if settled {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "batch {batch_id} did not settle: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the app and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.expect("app task").expect("app ran cleanly");
+        }
+    }
+}
+
+/// A box-score batch for one game: `players` rows, keyed by game_id, partitioned by game_date.
+pub fn game_batch(
+    table: &str,
+    game_id: &str,
+    game_date: &str,
+    players: usize,
+    version: &str,
+) -> Value {
+    json!({
+        "processor_name": "bdl_boxscores_processor",
+        "table": table,
+        "key_columns": ["game_id"],
+        "partition_column": "game_date",
+        "rows": game_rows(game_id, game_date, players, version),
+    })
+}
+
+/// Box-score rows of one game.
+pub fn game_rows(game_id: &str, game_date: &str, players: usize, version: &str) -> Value {
+    Value::Array(
+        (0..players)
+            .map(|p| json!({"game_id": game_id, "game_date": game_date, "player_lookup": format!("player_{p}"), "points": p, "source": version}))
+            .collect(),
+    )
+}

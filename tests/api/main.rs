@@ -1,0 +1,6 @@
+//! End-to-end tests: the real service on a random port, driven over HTTP, against a fresh
+//! Postgres database per test and the embedded emulator.
+
+mod helpers;
+
+mod backfill;
