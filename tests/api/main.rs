@@ -4,3 +4,7 @@
 mod helpers;
 
 mod backfill;
+mod crash;
+mod intake;
+mod scheduling;
+mod store;

@@ -1,0 +1,275 @@
+//! The scheduler end to end: partitions, supersession, pure deletes, giving up, and the
+//! conflict views that explain it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use streamguard::warehouse::emulator::ConflictScope;
+
+use crate::helpers::{game_batch, game_rows, spawn_app, spawn_app_with};
+
+const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
+const SETTLE: Duration = Duration::from_secs(20);
+
+#[sqlx::test]
+async fn key_in_an_unbuffered_partition_loads_while_a_buffered_partition_defers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_ATL_BOS", "2026-01-24", 2, "orchestration"),
+        "3s",
+    )
+    .await;
+    let mut body = game_batch(TABLE, "20260125_LAL_BOS", "2026-01-25", 2, "backfill");
+    body["rows"].as_array_mut().unwrap().extend(
+        game_rows("20260124_MIA_NYK", "2026-01-24", 2, "backfill")
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
+
+    let (status, view) = app.post_batch(&body, Some(10.0)).await;
+
+    assert_eq!(status, StatusCode::OK);
+    let units = view["units"].as_array().unwrap();
+    assert_eq!(
+        (units[0]["state"].as_str(), units[1]["state"].as_str()),
+        (Some("loaded"), Some("deferred"))
+    );
+    assert!(units[1]["next_attempt_at"].is_string());
+    assert!(units[1]["conflict_id"].is_string());
+    assert!(units[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("streaming buffer"));
+
+    let view = app.settle(view["batch_id"].as_str().unwrap(), SETTLE).await;
+    assert_eq!(view["units"][1]["state"], "loaded");
+    assert!(view["units"][1]["attempts"].as_i64().unwrap() >= 2);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn row_scope_lets_other_keys_of_a_buffered_partition_through(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| s.emulator.conflict_scope = ConflictScope::Row).await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_ATL_BOS", "2026-01-24", 2, "orchestration"),
+        "30s",
+    )
+    .await;
+    let (_, view) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_MIA_NYK", "2026-01-24", 2, "backfill"),
+            Some(10.0),
+        )
+        .await;
+    assert_eq!(view["units"][0]["state"], "loaded");
+    let (_, view) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_ATL_BOS", "2026-01-24", 2, "backfill"),
+            Some(10.0),
+        )
+        .await;
+    assert_eq!(view["units"][0]["state"], "deferred");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_LAL_BOS", "2026-01-24", 3, "orchestration"),
+        "2s",
+    )
+    .await;
+    let (_, old) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 3, "old-backfill"),
+            Some(10.0),
+        )
+        .await;
+    assert_eq!(old["units"][0]["state"], "deferred");
+
+    let (status, new) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "new-backfill"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let new = app.settle(new["batch_id"].as_str().unwrap(), SETTLE).await;
+    assert_eq!(new["units"][0]["state"], "loaded");
+    let (_, old) = app
+        .get(&format!(
+            "/v1/batches/{}",
+            old["batch_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(old["units"][0]["state"], "superseded");
+    tokio::time::sleep(Duration::from_millis(500)).await; // past any retry the old unit had scheduled
+    let rows = app.table_rows(TABLE).await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r["source"] == "new-backfill"),
+        "{rows:?}"
+    );
+
+    let conflict_id = old["units"][0]["conflict_id"].as_str().unwrap();
+    let (_, conflict) = app.get(&format!("/v1/conflicts/{conflict_id}")).await;
+    assert_eq!(
+        (
+            conflict["resolved"].as_bool(),
+            conflict["resolution_method"].as_str()
+        ),
+        (Some(true), Some("superseded"))
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_pure_delete_that_hits_the_buffer_is_deferred_then_empties_the_key(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_LAL_BOS", "2026-01-24", 3, "orchestration"),
+        "0s",
+    )
+    .await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_MIA_NYK", "2026-01-24", 2, "orchestration"),
+        "2s",
+    )
+    .await;
+    let body = json!({
+        "processor_name": "bdl_boxscores_processor",
+        "table": TABLE,
+        "key_columns": ["game_id"],
+        "partition_column": "game_date",
+        "delete_keys": [{"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24"}],
+    });
+
+    let (status, view) = app.post_batch(&body, Some(10.0)).await;
+
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["units"][0]["rows"], 0);
+    assert_eq!(view["units"][0]["state"], "deferred");
+    let view = app.settle(view["batch_id"].as_str().unwrap(), SETTLE).await;
+    assert_eq!(view["units"][0]["state"], "loaded");
+    let rows = app.table_rows(TABLE).await;
+    assert!(
+        rows.iter().all(|r| r["game_id"] != "20260124_LAL_BOS"),
+        "the key has 0 rows"
+    );
+    assert_eq!(rows.len(), 2, "the other game is untouched");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn attempts_run_out_and_the_conflict_is_unresolved_with_timeout(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.retry = streamguard::domain::RetryPolicy::new(vec![Duration::from_millis(100)], 3, 0.0)
+            .unwrap();
+    })
+    .await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_LAL_BOS", "2026-01-24", 1, "orchestration"),
+        "60s",
+    )
+    .await;
+
+    let (_, view) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "backfill"),
+            None,
+        )
+        .await;
+    // The scheduler places each retry after the emulator's buffer can have drained (60 s
+    // away); move the clock instead of waiting: make every scheduled retry due now.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let view = loop {
+        sqlx::query("update jobs set run_at = now() where state = 'available'")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        let (_, view) = app
+            .get(&format!(
+                "/v1/batches/{}",
+                view["batch_id"].as_str().unwrap()
+            ))
+            .await;
+        if view["units"][0]["state"] == "unresolved" || tokio::time::Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let unit = &view["units"][0];
+    assert_eq!(unit["state"], "unresolved");
+    assert_eq!(unit["attempts"], 3);
+    assert!(unit["next_attempt_at"].is_null());
+    let (_, unresolved) = app.get("/v1/conflicts/unresolved").await;
+    let listed = &unresolved["conflicts"][0];
+    assert_eq!(listed["conflict_id"], unit["conflict_id"]);
+    assert_eq!(
+        (listed["game_id"].as_str(), listed["game_date"].as_str()),
+        (Some("20260124_LAL_BOS"), Some("2026-01-24"))
+    );
+    assert_eq!(
+        (
+            listed["resolution_method"].as_str(),
+            listed["unit_state"].as_str()
+        ),
+        (Some("timeout"), Some("unresolved"))
+    );
+    assert_eq!(
+        (
+            listed["retry_attempt"].as_i64(),
+            listed["max_retries"].as_i64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(listed["key"], json!({"game_id": "20260124_LAL_BOS"}));
+
+    let (_, conflict) = app
+        .get(&format!(
+            "/v1/conflicts/{}",
+            unit["conflict_id"].as_str().unwrap()
+        ))
+        .await;
+    let attempts = conflict["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts
+        .iter()
+        .all(|a| a["outcome"] == "conflict" && a["error_class"] == "streaming_buffer"));
+    let delay = attempts[0]["delay_seconds"].as_i64().unwrap();
+    assert!(
+        (55..=60).contains(&delay),
+        "not before the buffer can have drained: {delay}"
+    );
+    assert!(
+        attempts[2]["next_attempt_at"].is_null(),
+        "no attempt after the last"
+    );
+    assert_eq!(
+        app.table_rows(TABLE).await.len(),
+        1,
+        "nothing was written over the buffer"
+    );
+
+    let (_, summary) = app.get("/v1/conflicts/summary").await;
+    assert_eq!(
+        (
+            summary["summary"][0]["unresolved"].as_i64(),
+            summary["summary"][0]["resolved"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+    app.stop().await;
+}

@@ -1,0 +1,167 @@
+//! The job table against real Postgres: claims, leases, fencing, rescue.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use sqlx::PgPool;
+use streamguard::domain::batch::BatchLimits;
+use streamguard::domain::{BatchRequest, ErrorClass};
+use streamguard::store::jobs::{AttemptLog, Recorded, Verdict};
+use streamguard::store::Store;
+
+async fn store_with_units(pool: PgPool, tables: usize, games_per_table: usize) -> Store {
+    let store = Store::new(pool);
+    store.migrate().await.unwrap();
+    for t in 0..tables {
+        let rows: Vec<_> = (0..games_per_table)
+            .map(|g| json!({"game_id": format!("g{g}"), "points": 1}))
+            .collect();
+        let request: BatchRequest = serde_json::from_value(json!({
+            "processor_name": "p",
+            "table": format!("demo-project.nba.table_{t}"),
+            "key_columns": ["game_id"],
+            "rows": rows,
+        }))
+        .unwrap();
+        let batch = request.validate(&BatchLimits::default()).unwrap();
+        store.insert_batch(&batch, &[t as u8], 5).await.unwrap();
+    }
+    store
+}
+
+fn log() -> AttemptLog {
+    AttemptLog {
+        replica: "test".into(),
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[sqlx::test]
+async fn two_claimers_never_get_the_same_job(pool: PgPool) {
+    let store = store_with_units(pool, 20, 3).await;
+
+    let (a, b) = tokio::join!(
+        store.claim("a", 15, 3, LEASE),
+        store.claim("b", 15, 3, LEASE)
+    );
+
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let ids: HashSet<i64> = a.iter().chain(&b).map(|j| j.job_id).collect();
+    assert_eq!(ids.len(), a.len() + b.len(), "no job handed out twice");
+    assert_eq!(ids.len(), 30);
+    assert!(a.iter().chain(&b).all(|j| j.attempt == 1));
+}
+
+#[sqlx::test]
+async fn at_most_max_per_table_jobs_of_a_table_run_at_once(pool: PgPool) {
+    let store = store_with_units(pool, 2, 4).await;
+
+    let first = store.claim("a", 10, 1, LEASE).await.unwrap();
+    assert_eq!(first.len(), 2, "one per table");
+    assert_ne!(first[0].table_ref, first[1].table_ref);
+    assert!(
+        store.claim("b", 10, 1, LEASE).await.unwrap().is_empty(),
+        "both tables are busy"
+    );
+
+    let done = &first[0];
+    let verdict = Verdict::Loaded {
+        rows_inserted: 1,
+        warehouse_job_id: None,
+    };
+    assert_eq!(
+        store.record(done, &verdict, &log()).await.unwrap(),
+        Recorded::Applied("loaded")
+    );
+    let next = store.claim("b", 10, 1, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].table_ref, done.table_ref);
+}
+
+#[sqlx::test]
+async fn an_expired_lease_is_reclaimed_and_the_old_claimer_is_fenced_out(pool: PgPool) {
+    let store = store_with_units(pool, 1, 1).await;
+    let stale = store
+        .claim("a", 1, 1, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store.claim("b", 1, 1, LEASE).await.unwrap().is_empty(),
+        "lease still valid"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let fresh = store.claim("b", 1, 1, LEASE).await.unwrap().remove(0);
+
+    assert_eq!(fresh.job_id, stale.job_id);
+    assert_eq!(fresh.attempt, 2);
+    assert!(!store
+        .renew_lease(stale.job_id, stale.attempt, LEASE)
+        .await
+        .unwrap());
+    assert!(store
+        .renew_lease(fresh.job_id, fresh.attempt, LEASE)
+        .await
+        .unwrap());
+    let loaded = Verdict::Loaded {
+        rows_inserted: 1,
+        warehouse_job_id: None,
+    };
+    assert_eq!(
+        store.record(&stale, &loaded, &log()).await.unwrap(),
+        Recorded::LeaseLost
+    );
+    let retry = Verdict::Retry {
+        class: ErrorClass::StreamingBuffer,
+        message: "would affect rows in the streaming buffer".into(),
+        at: Utc::now(),
+        delay_seconds: 0,
+    };
+    assert_eq!(
+        store.record(&fresh, &retry, &log()).await.unwrap(),
+        Recorded::Applied("deferred")
+    );
+    // The result of the re-claimed attempt stands; a late write of the stale one is dropped.
+    assert_eq!(
+        store.record(&stale, &loaded, &log()).await.unwrap(),
+        Recorded::LeaseLost
+    );
+    let state: String = sqlx::query_scalar("select state from write_units")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "deferred");
+}
+
+#[sqlx::test]
+async fn a_job_is_not_due_before_its_run_at(pool: PgPool) {
+    let store = store_with_units(pool, 1, 1).await;
+    let job = store.claim("a", 1, 1, LEASE).await.unwrap().remove(0);
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    let retry = Verdict::Retry {
+        class: ErrorClass::StreamingBuffer,
+        message: "buffer".into(),
+        at: later,
+        delay_seconds: 60,
+    };
+    store.record(&job, &retry, &log()).await.unwrap();
+
+    assert!(store.claim("a", 1, 1, LEASE).await.unwrap().is_empty());
+
+    sqlx::query("update jobs set run_at = now()")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let again = store.claim("a", 1, 1, LEASE).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+    assert!(
+        again[0].conflict_id.is_some(),
+        "the conflict opened by attempt 1 travels with the job"
+    );
+}
