@@ -48,6 +48,22 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("service at {base} never became ready");
 }
 
+/// Waits (up to 2 s) until a job is running, and returns how many are.
+async fn attempts_in_flight(pool: &PgPool) -> i64 {
+    let mut running = 0;
+    for _ in 0..100 {
+        running = sqlx::query_scalar("select count(*) from jobs where state = 'running'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if running > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running
+}
+
 #[sqlx::test]
 async fn killed_mid_attempt_and_restarted_every_unit_lands_exactly_once(pool: PgPool) {
     let url = database_url(&pool);
@@ -78,18 +94,11 @@ async fn killed_mid_attempt_and_restarted_every_unit_lands_exactly_once(pool: Pg
         batch_ids.push(view["batch_id"].as_str().unwrap().to_owned());
     }
     // Kill it while an attempt is in flight (replaces take 1 s, one at a time per table).
-    let mut running = 0;
-    for _ in 0..100 {
-        running = sqlx::query_scalar::<_, i64>("select count(*) from jobs where state = 'running'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if running > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(running, 1, "an attempt is in flight");
+    assert_eq!(
+        attempts_in_flight(&pool).await,
+        1,
+        "an attempt is in flight"
+    );
     child.kill().unwrap(); // SIGKILL: no drain, no goodbye
     child.wait().unwrap();
     let stranded: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'running'")
@@ -162,16 +171,7 @@ async fn sigterm_drains_the_attempt_in_flight_before_exiting(pool: PgPool) {
         .json()
         .await
         .unwrap();
-    for _ in 0..100 {
-        let running: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'running'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if running > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(attempts_in_flight(&pool).await, 1);
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -66,19 +66,10 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 impl TestApp {
     /// POST /v1/batches (with `?wait=` when given).
     pub async fn post_batch(&self, body: &Value, wait: Option<f64>) -> (StatusCode, Value) {
-        let url = match wait {
-            Some(w) => format!("{}/v1/batches?wait={w}", self.base),
-            None => format!("{}/v1/batches", self.base),
-        };
-        let r = self
-            .client
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        match wait {
+            Some(w) => self.post(&format!("/v1/batches?wait={w}"), body).await,
+            None => self.post("/v1/batches", body).await,
+        }
     }
 
     /// GET a path; status and JSON body.
