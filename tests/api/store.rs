@@ -95,7 +95,11 @@ async fn an_expired_lease_is_reclaimed_and_the_old_claimer_is_fenced_out(pool: P
         store.claim("b", 1, 1, LEASE).await.unwrap().is_empty(),
         "lease still valid"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The replica died; its lease runs out (moved forward instead of waited for).
+    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second'")
+        .execute(store.pool())
+        .await
+        .unwrap();
 
     let fresh = store.claim("b", 1, 1, LEASE).await.unwrap().remove(0);
 
