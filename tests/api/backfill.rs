@@ -16,7 +16,7 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         url: app.base.clone(),
         games: 89,
         buffered: 56,
-        buffer: "4s".into(),
+        buffer: "12s".into(),
         players: 5,
         table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
         start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
