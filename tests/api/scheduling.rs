@@ -19,7 +19,7 @@ async fn key_in_an_unbuffered_partition_loads_while_a_buffered_partition_defers(
     app.insert_all(
         TABLE,
         game_rows("20260124_ATL_BOS", "2026-01-24", 2, "orchestration"),
-        "3s",
+        "5s",
     )
     .await;
     let mut body = game_batch(TABLE, "20260125_LAL_BOS", "2026-01-25", 2, "backfill");
@@ -83,7 +83,7 @@ async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
     app.insert_all(
         TABLE,
         game_rows("20260124_LAL_BOS", "2026-01-24", 3, "orchestration"),
-        "2s",
+        "5s",
     )
     .await;
     let (_, old) = app
@@ -143,7 +143,7 @@ async fn a_pure_delete_that_hits_the_buffer_is_deferred_then_empties_the_key(poo
     app.insert_all(
         TABLE,
         game_rows("20260124_MIA_NYK", "2026-01-24", 2, "orchestration"),
-        "2s",
+        "5s",
     )
     .await;
     let body = json!({
