@@ -210,6 +210,14 @@ impl Store {
         log: &AttemptLog,
     ) -> Result<Recorded, Error> {
         let mut tx = self.pool.begin().await?;
+        // Lock order everywhere: write_units, then jobs (intake's supersession does the same),
+        // so concurrent intake and recording cannot deadlock.
+        let (state, conflict_id): (String, Option<Uuid>) = sqlx::query_as(
+            "select state, conflict_id from write_units where unit_id = $1 for update",
+        )
+        .bind(job.unit_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let fenced: Option<i64> = sqlx::query_scalar(
             "select job_id from jobs where job_id = $1 and attempt = $2 and state = 'running' for update",
         )
@@ -220,12 +228,6 @@ impl Store {
         if fenced.is_none() {
             return Ok(Recorded::LeaseLost);
         }
-        let (state, conflict_id): (String, Option<Uuid>) = sqlx::query_as(
-            "select state, conflict_id from write_units where unit_id = $1 for update",
-        )
-        .bind(job.unit_id)
-        .fetch_one(&mut *tx)
-        .await?;
 
         let (outcome, class, message, retry) = match verdict {
             Verdict::Loaded { .. } => ("loaded", None, None, None),

@@ -237,7 +237,9 @@ impl Warehouse for Emulator {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         ensure_table(&mut tx, table).await?;
         // BigQuery runs mutating DML on one table one after the other; so does the emulator.
-        sqlx::query("select 1 from emulator.tables where table_ref = $1 for update")
+        // `no key update` leaves concurrent insertAll calls (whose foreign key takes a
+        // key-share lock on the table row) unblocked, as streaming is in BigQuery.
+        sqlx::query("select 1 from emulator.tables where table_ref = $1 for no key update")
             .bind(table.to_string())
             .execute(&mut *tx)
             .await
