@@ -64,9 +64,11 @@ pub struct StreamingBuffer {
     pub estimated_rows: Option<u64>,
     /// The oldest entry's time (BigQuery reports milliseconds since the epoch).
     pub oldest_entry_time: Option<DateTime<Utc>>,
-    /// The earliest time the buffered rows can all have left the buffer, when the
-    /// warehouse knows it. The emulator does (it sets each row's residence); BigQuery does
-    /// not document one, so its adapter estimates it or leaves it `None`.
+    /// A lower bound on when the buffer can next shrink: no buffered row leaves before it,
+    /// so no replace the buffer blocks can succeed before it. The scheduler never places a
+    /// retry earlier. The emulator knows it exactly (each row's residence is set at
+    /// insertAll); BigQuery does not document one, so its adapter leaves it `None` unless
+    /// it can justify an estimate.
     pub earliest_drain: Option<DateTime<Utc>>,
 }
 
