@@ -204,3 +204,41 @@ fn probe_unit(target: &CheckTarget) -> WriteUnit {
         rows: vec![Value::Object(row)],
     }
 }
+
+/// `streamguard bigquery check`: prints one line per step (`ok` or `PROBLEM`) to stdout
+/// and returns whether every step passed.
+pub async fn main(args: &crate::config::CheckArgs) -> bool {
+    let settings = match args.bigquery.settings() {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            println!("PROBLEM: STREAMGUARD_BIGQUERY_PROJECT (or --bigquery-project) is not set: name the GCP project the service's jobs run in");
+            return false;
+        }
+        Err(e) => {
+            println!("PROBLEM: {e}");
+            return false;
+        }
+    };
+    if args.table.is_some() && args.key_columns.is_empty() {
+        println!("PROBLEM: --table needs --key-column (the key columns processors send, e.g. --key-column game_id)");
+        return false;
+    }
+    let target = args.table.clone().map(|table| CheckTarget {
+        table,
+        key_columns: args.key_columns.clone(),
+        partition_column: args.partition_column.clone(),
+    });
+    let lines = run(&settings, target.as_ref()).await;
+    for line in &lines {
+        println!(
+            "{} {}",
+            if line.ok { "ok:     " } else { "PROBLEM:" },
+            line.text
+        );
+    }
+    let ok = lines.iter().all(|l| l.ok);
+    if ok && target.is_none() {
+        println!("(add --table project.dataset.table --key-column <column> to check a table too)");
+    }
+    ok
+}

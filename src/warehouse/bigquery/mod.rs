@@ -262,3 +262,6 @@ fn message_of(failure: &Failure) -> Option<String> {
         Classified::Duplicate => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
