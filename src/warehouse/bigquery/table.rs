@@ -53,10 +53,11 @@ impl TableMeta {
 
     /// The streaming buffer as the warehouse seam reports it.
     ///
-    /// `earliest_drain` stays `None`: BigQuery documents no minimum residence in the
-    /// buffer ("typically a few minutes", up to 90; B1, B2), and `oldestEntryTime` says
-    /// nothing about the newest buffered row, so no time can be proven to come before
-    /// every row has left. The scheduler then uses its policy delay alone.
+    /// `earliest_drain` (a time before which no buffered row leaves) stays `None`:
+    /// BigQuery documents no minimum residence in the buffer — "typically a few
+    /// minutes", rarely up to 90 (B1, B2) — so no such bound can be justified from
+    /// `oldestEntryTime`, and a guessed one would only delay retries. The scheduler then
+    /// uses its policy delay alone.
     pub fn streaming_buffer(&self) -> Option<StreamingBuffer> {
         let b = self.streaming_buffer.as_ref()?;
         Some(StreamingBuffer {
