@@ -163,9 +163,17 @@ impl Field {
                 | "INTERVAL",
                 Value::String(s),
             ) => s.clone(),
+            // insertAll accepts a TIMESTAMP as seconds since the epoch; so do we.
+            ("TIMESTAMP", Value::Number(n)) => n
+                .as_f64()
+                .and_then(|secs| {
+                    chrono::DateTime::from_timestamp_micros((secs * 1e6).round() as i64)
+                })
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .ok_or_else(|| format!("{at} is not a time in seconds since the epoch"))?,
             (_, v) => {
                 return Err(format!(
-                    "{at} is {}, which cannot be written to a {kind} column",
+                    "{at} is {}, which cannot be written to a column of type {kind}",
                     describe(v)
                 ))
             }
@@ -267,7 +275,9 @@ pub const REQUEST_OVERHEAD_BYTES: usize = 256 * 1024;
 /// An upper estimate, in bytes, of the request that replaces `rows`, computed without the
 /// schema: each value is sized as the larger of its encodings (a record's `structValues`
 /// or a JSON column's string), each row also pays `"column":{}` for every column other
-/// rows have and it lacks (sent as NULL), plus [`REQUEST_OVERHEAD_BYTES`].
+/// rows have and it lacks (sent as NULL), plus [`REQUEST_OVERHEAD_BYTES`]. Not counted:
+/// sub-fields of a RECORD that a value omits (sent as NULL); the exact size is checked
+/// again before sending, and a request over the limit is then refused, never cut.
 pub fn estimate_request_bytes(rows: &[Value]) -> usize {
     let mut columns: Vec<&String> = rows
         .iter()
