@@ -19,7 +19,11 @@
 //! partition values) is a query parameter. `@partitions` repeats the partition values as
 //! a plain array so that BigQuery can prune partitions; `@keys` holds each unit's whole
 //! identity (key columns and partition), compared as a STRUCT, so two units never widen
-//! each other's delete. A pure delete (no rows in any unit) has no insert branch.
+//! each other's delete (STRUCTs compare for equality field by field, in order; see
+//! "Comparable data types" in
+//! <https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types>). Key
+//! values are never NULL (intake refuses them), so every comparison is true or false.
+//! A pure delete (no rows in any unit) has no insert branch.
 
 use std::collections::BTreeSet;
 
