@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gcp_bigquery_client::auth::Authenticator;
@@ -65,18 +66,19 @@ impl Credentials {
         }
     }
 
-    /// Builds the authenticator. Reads and parses a key file, but fetches no token.
+    /// Builds the authenticator; each token request is bounded by `timeout`. Reads and
+    /// parses a key file, but fetches no token.
     ///
     /// # Errors
     /// A sentence naming the file and the setting when the key file is missing or not a
     /// key, or when the HTTPS client for the token endpoint cannot be built (e.g. no CA
     /// certificates on the machine, bigquery-facts A2).
-    pub async fn authenticator(&self) -> Result<Arc<dyn Authenticator>, String> {
+    pub async fn authenticator(&self, timeout: Duration) -> Result<Arc<dyn Authenticator>, String> {
         match self {
             Self::Token(t) => Ok(Arc::new(FixedToken(t.clone()))),
-            Self::KeyFile(path) => key_file(path).await,
+            Self::KeyFile(path) => key_file(path, timeout).await,
             Self::ApplicationDefault => match well_known_file() {
-                Some(path) if path.exists() => key_file(&path).await,
+                Some(path) if path.exists() => key_file(&path, timeout).await,
                 _ => {
                     let opts = yup_oauth2::ApplicationDefaultCredentialsFlowOpts::default();
                     let built =
@@ -84,10 +86,10 @@ impl Credentials {
                             .await
                         {
                             ApplicationDefaultCredentialsTypes::InstanceMetadata(b) => {
-                                b.build().await
+                                b.with_timeout(timeout).build().await
                             }
                             ApplicationDefaultCredentialsTypes::ServiceAccount(b) => {
-                                b.build().await
+                                b.with_timeout(timeout).build().await
                             }
                         };
                     built
@@ -105,7 +107,7 @@ fn well_known_file() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".config/gcloud/application_default_credentials.json"))
 }
 
-async fn key_file(path: &Path) -> Result<Arc<dyn Authenticator>, String> {
+async fn key_file(path: &Path, timeout: Duration) -> Result<Arc<dyn Authenticator>, String> {
     let named = || {
         format!(
             "the key file {} (GOOGLE_APPLICATION_CREDENTIALS)",
@@ -124,6 +126,7 @@ async fn key_file(path: &Path) -> Result<Arc<dyn Authenticator>, String> {
             let key = yup_oauth2::parse_service_account_key(&text)
                 .map_err(|e| format!("{} is not a service-account key: {e}", named()))?;
             yup_oauth2::ServiceAccountAuthenticator::builder(key)
+                .with_timeout(timeout)
                 .build()
                 .await
         }
@@ -132,6 +135,7 @@ async fn key_file(path: &Path) -> Result<Arc<dyn Authenticator>, String> {
                 serde_json::from_str(&text)
                     .map_err(|e| format!("{} is not an authorized-user file: {e}", named()))?;
             yup_oauth2::AuthorizedUserAuthenticator::builder(secret)
+                .with_timeout(timeout)
                 .build()
                 .await
         }

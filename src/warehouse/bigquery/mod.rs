@@ -79,7 +79,10 @@ impl BigQuery {
     /// A sentence naming the setting to fix (e.g. an unreadable
     /// `GOOGLE_APPLICATION_CREDENTIALS` file).
     pub async fn connect(settings: BigQuerySettings) -> Result<Self, String> {
-        let auth = settings.credentials.authenticator().await?;
+        let auth = settings
+            .credentials
+            .authenticator(settings.request_timeout)
+            .await?;
         let rest = Rest::new(
             &settings.endpoint,
             auth,
