@@ -47,7 +47,9 @@ impl App {
     /// Like [`App::build`], over an existing store (tests pass the pool `#[sqlx::test]` made).
     ///
     /// # Errors
-    /// When a migration fails or the address cannot be bound.
+    /// When a migration fails, the address cannot be bound, or the BigQuery credentials
+    /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
+    /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
         store.migrate().await.context("applying migrations")?;
         let (warehouse, emulator): (Arc<dyn Warehouse>, Option<Emulator>) = match &settings.bigquery
