@@ -367,7 +367,7 @@ async fn a_lost_answer_is_resent_with_the_same_job_id() {
         .and(path(JOBS))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(2))
+                .set_delay(Duration::from_secs(6))
                 .set_body_json(done(JOB_ID)),
         )
         .up_to_n_times(1)
@@ -379,7 +379,7 @@ async fn a_lost_answer_is_resent_with_the_same_job_id() {
         .mount(&server)
         .await;
     let mut s = settings(&server);
-    s.request_timeout = Duration::from_millis(300);
+    s.request_timeout = Duration::from_secs(1);
     let bq = BigQuery::connect(s).await.unwrap();
 
     let outcome = bq.replace(&table(), &[unit(2, rows())]).await.unwrap();
