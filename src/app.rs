@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::scheduler::{Scheduler, SchedulerSettings};
 use crate::store::Store;
+use crate::warehouse::bigquery::BigQuery;
 use crate::warehouse::emulator::Emulator;
 use crate::warehouse::Warehouse;
 
@@ -46,11 +47,37 @@ impl App {
     /// Like [`App::build`], over an existing store (tests pass the pool `#[sqlx::test]` made).
     ///
     /// # Errors
-    /// When a migration fails or the address cannot be bound.
+    /// When a migration fails, the address cannot be bound, or the BigQuery credentials
+    /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
+    /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
         store.migrate().await.context("applying migrations")?;
-        let emulator = Emulator::new(store.pool().clone(), settings.emulator);
-        let warehouse: Arc<dyn Warehouse> = Arc::new(emulator.clone());
+        let (warehouse, emulator): (Arc<dyn Warehouse>, Option<Emulator>) = match &settings.bigquery
+        {
+            Some(bq) => {
+                let bigquery = BigQuery::connect(bq.clone()).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "BigQuery (STREAMGUARD_BIGQUERY_PROJECT={}): {e}",
+                        bq.project
+                    )
+                })?;
+                // Reachability is reported, not fatal: batches are durable in Postgres and
+                // land once BigQuery answers; /readyz says what is wrong meanwhile.
+                match bigquery.readiness().await {
+                    Ok(()) => {
+                        tracing::info!(project = %bq.project, endpoint = %bq.endpoint, "BigQuery reachable")
+                    }
+                    Err(problem) => {
+                        tracing::error!(project = %bq.project, %problem, "BigQuery is not usable yet; /readyz reports it until it is")
+                    }
+                }
+                (Arc::new(bigquery), None)
+            }
+            None => {
+                let emulator = Emulator::new(store.pool().clone(), settings.emulator);
+                (Arc::new(emulator.clone()), Some(emulator))
+            }
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding STREAMGUARD_LISTEN={}", settings.listen))?;
@@ -73,7 +100,7 @@ impl App {
         let state = AppState {
             store,
             warehouse,
-            emulator: Some(emulator),
+            emulator,
             settings: Arc::new(settings),
         };
         Ok(Self {

@@ -3,11 +3,13 @@
 //! setting and the form it accepts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::RetryPolicy;
+use crate::domain::{ColumnName, RetryPolicy, TableRef};
+use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
 /// The default database: a local Postgres database named `streamguard` (created if missing).
@@ -32,6 +34,113 @@ pub enum Command {
     /// Demonstrations against a running service.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// BigQuery tools.
+    #[command(subcommand)]
+    Bigquery(BigqueryCommand),
+}
+
+/// BigQuery tools.
+#[derive(Debug, Subcommand)]
+pub enum BigqueryCommand {
+    /// Checks the credentials, the project and (with `--table`) that the table exists and
+    /// is writable, with dry runs only; prints what is wrong in plain words. Exits 1 when
+    /// something is.
+    Check(CheckArgs),
+}
+
+/// Flags of `streamguard bigquery check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bigquery: BigQueryArgs,
+
+    /// A table to check, `project.dataset.table`.
+    #[arg(long, value_parser = parse_table)]
+    pub table: Option<TableRef>,
+
+    /// The table's key column(s) as processors send them (repeat for several); needed
+    /// with `--table`.
+    #[arg(long = "key-column", requires = "table", value_parser = parse_column)]
+    pub key_columns: Vec<ColumnName>,
+
+    /// The table's partition column, if processors send one.
+    #[arg(long, requires = "table", value_parser = parse_column)]
+    pub partition_column: Option<ColumnName>,
+}
+
+/// Where BigQuery is and how to reach it. Setting the project switches the service from
+/// the emulator to BigQuery.
+#[derive(Debug, Clone, Args)]
+pub struct BigQueryArgs {
+    /// The GCP project that runs (and pays for) the service's BigQuery jobs; setting it
+    /// makes BigQuery the warehouse instead of the emulator.
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_PROJECT")]
+    pub bigquery_project: Option<String>,
+
+    /// BigQuery location jobs run in, e.g. `US`, `EU`, `us-central1` (default: BigQuery
+    /// picks it from the tables).
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_LOCATION")]
+    pub bigquery_location: Option<String>,
+
+    /// BigQuery REST endpoint (an emulator or test server serves `/projects/...` under it).
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub bigquery_endpoint: String,
+
+    /// A service-account (or `authorized_user`) key file; when unset, Application Default
+    /// Credentials (gcloud's file, else the metadata server).
+    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS")]
+    pub google_application_credentials: Option<PathBuf>,
+
+    /// Timeout of each BigQuery HTTP request.
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_TIMEOUT", default_value = "30s", value_parser = parse_bq_timeout)]
+    pub bigquery_timeout: Duration,
+
+    /// Connect timeout of BigQuery HTTP requests.
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_bq_connect_timeout)]
+    pub bigquery_connect_timeout: Duration,
+
+    /// Longest wait for one BigQuery job; a job still running then is cancelled and retried.
+    #[arg(long, env = "STREAMGUARD_BIGQUERY_JOB_TIMEOUT", default_value = "10m", value_parser = parse_bq_job_timeout)]
+    pub bigquery_job_timeout: Duration,
+}
+
+impl BigQueryArgs {
+    /// The BigQuery settings, or `None` when no project is set (the emulator is used).
+    ///
+    /// # Errors
+    /// A message naming the setting and the accepted form.
+    pub fn settings(&self) -> Result<Option<BigQuerySettings>, String> {
+        let Some(project) = &self.bigquery_project else {
+            return Ok(None);
+        };
+        let project = project.trim();
+        crate::domain::names::validate_project(project)
+            .map_err(|e| format!("STREAMGUARD_BIGQUERY_PROJECT: {e}"))?;
+        let location = match self.bigquery_location.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(l) if l.len() <= 64 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => Some(l.to_owned()),
+            Some(l) => return Err(format!("STREAMGUARD_BIGQUERY_LOCATION expects a BigQuery location like `US`, `EU` or `us-central1`; got {l:?}")),
+        };
+        let endpoint = self.bigquery_endpoint.trim().trim_end_matches('/');
+        match reqwest::Url::parse(endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(format!("STREAMGUARD_BIGQUERY_ENDPOINT expects an http(s) URL like {DEFAULT_ENDPOINT}; got {endpoint:?}")),
+        }
+        let credentials = match &self.google_application_credentials {
+            Some(p) if !p.as_os_str().is_empty() => Credentials::KeyFile(p.clone()),
+            _ => Credentials::ApplicationDefault,
+        };
+        Ok(Some(BigQuerySettings {
+            project: project.to_owned(),
+            location,
+            endpoint: endpoint.to_owned(),
+            credentials,
+            request_timeout: self.bigquery_timeout,
+            connect_timeout: self.bigquery_connect_timeout,
+            job_timeout: self.bigquery_job_timeout,
+        }))
+    }
 }
 
 /// Demonstrations.
@@ -60,6 +169,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bigquery: BigQueryArgs,
 
     /// Waits before each retry, comma-separated (`5m,10m,20m`, `500ms`); the last repeats.
     /// Default `5m,10m,20m,40m` against BigQuery, `5s,10s,20s,40s` against the emulator.
@@ -138,6 +251,9 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// The emulator's settings (used when no BigQuery project is configured).
     pub emulator: EmulatorSettings,
+    /// BigQuery, when a project is configured (`STREAMGUARD_BIGQUERY_PROJECT`); the
+    /// emulator otherwise.
+    pub bigquery: Option<BigQuerySettings>,
     /// Lease of a claimed job.
     pub lease: Duration,
     /// Scheduler poll interval.
@@ -183,10 +299,13 @@ impl Settings {
     /// # Errors
     /// A message naming the setting and the accepted form.
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
-        let delays = args
-            .retry_delays
-            .clone()
-            .map_or_else(|| EMULATOR_DEFAULT_DELAYS.to_vec(), |d| d.0);
+        let bigquery = args.bigquery.settings()?;
+        let default_delays = if bigquery.is_some() {
+            BIGQUERY_DEFAULT_DELAYS.to_vec()
+        } else {
+            EMULATOR_DEFAULT_DELAYS.to_vec()
+        };
+        let delays = args.retry_delays.clone().map_or(default_delays, |d| d.0);
         let retry = RetryPolicy::new(delays, args.retry_max_attempts, args.retry_jitter)
             .map_err(|e| format!("retry policy (STREAMGUARD_RETRY_*): {e}"))?;
         Ok(Self {
@@ -198,6 +317,7 @@ impl Settings {
                 conflict_scope: args.emulator_conflict_scope,
                 latency: args.emulator_latency,
             },
+            bigquery,
             lease: args.lease,
             poll_interval: args.poll_interval,
             concurrency: args.concurrency,
@@ -234,6 +354,15 @@ impl ServeArgs {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             database: DatabaseArgs {
                 database_url: database_url.to_owned(),
+            },
+            bigquery: BigQueryArgs {
+                bigquery_project: None,
+                bigquery_location: None,
+                bigquery_endpoint: DEFAULT_ENDPOINT.into(),
+                google_application_credentials: None,
+                bigquery_timeout: Duration::from_secs(30),
+                bigquery_connect_timeout: Duration::from_secs(10),
+                bigquery_job_timeout: Duration::from_secs(600),
             },
             retry_delays: None,
             retry_max_attempts: 8,
@@ -350,6 +479,21 @@ fn parse_shutdown(s: &str) -> Result<Duration, String> {
     duration(s)
         .map_err(|e| format!("STREAMGUARD_SHUTDOWN_TIMEOUT expects a duration like `30s`: {e}"))
 }
+fn parse_bq_timeout(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BIGQUERY_TIMEOUT", s)
+}
+fn parse_bq_connect_timeout(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT", s)
+}
+fn parse_bq_job_timeout(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BIGQUERY_JOB_TIMEOUT", s)
+}
+fn parse_table(s: &str) -> Result<TableRef, String> {
+    TableRef::parse(s.trim()).map_err(|e| format!("--table: {e}"))
+}
+fn parse_column(s: &str) -> Result<ColumnName, String> {
+    ColumnName::parse(s.trim()).map_err(|e| e.0)
+}
 fn parse_concurrency(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -427,6 +571,66 @@ mod tests {
             .unwrap_err()
             .contains("STREAMGUARD_LISTEN"));
         assert!(parse_lease("0s").unwrap_err().contains("STREAMGUARD_LEASE"));
+    }
+
+    #[test]
+    fn a_bigquery_project_switches_the_warehouse_and_the_default_delays() {
+        let cli = Cli::try_parse_from([
+            "streamguard",
+            "serve",
+            "--bigquery-project",
+            "nba-props-platform",
+            "--bigquery-location",
+            "us-central1",
+            "--bigquery-endpoint",
+            "http://127.0.0.1:9050/",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let settings = Settings::from_args(&args).unwrap();
+        let bq = settings.bigquery.unwrap();
+        assert_eq!(bq.project, "nba-props-platform");
+        assert_eq!(bq.location.as_deref(), Some("us-central1"));
+        assert_eq!(bq.endpoint, "http://127.0.0.1:9050");
+        assert_eq!(settings.retry.delays(), &BIGQUERY_DEFAULT_DELAYS);
+
+        let emulator = Settings::for_tests("postgres://x/y");
+        assert!(emulator.bigquery.is_none());
+        assert_eq!(emulator.retry.delays(), &EMULATOR_DEFAULT_DELAYS);
+    }
+
+    #[test]
+    fn bad_bigquery_settings_name_their_variable() {
+        let settings = |flags: &[&str]| {
+            let mut argv = vec!["streamguard", "serve", "--bigquery-project"];
+            argv.extend_from_slice(flags);
+            let Some(Command::Serve(args)) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("serve expected")
+            };
+            Settings::from_args(&args).unwrap_err()
+        };
+        assert!(settings(&["Bad_Project"]).contains("STREAMGUARD_BIGQUERY_PROJECT"));
+        assert!(
+            settings(&["nba-props", "--bigquery-location", "us central"])
+                .contains("STREAMGUARD_BIGQUERY_LOCATION")
+        );
+        assert!(
+            settings(&["nba-props", "--bigquery-endpoint", "localhost:9050"])
+                .contains("STREAMGUARD_BIGQUERY_ENDPOINT")
+        );
+        assert!(parse_bq_job_timeout("0s")
+            .unwrap_err()
+            .contains("STREAMGUARD_BIGQUERY_JOB_TIMEOUT"));
+        assert!(Cli::try_parse_from([
+            "streamguard",
+            "bigquery",
+            "check",
+            "--key-column",
+            "game_id"
+        ])
+        .is_err());
     }
 
     #[test]

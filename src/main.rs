@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use streamguard::config::{Cli, Command, DemoCommand, ServeArgs, Settings};
+use streamguard::config::{BigqueryCommand, Cli, Command, DemoCommand, ServeArgs, Settings};
 use streamguard::store::Store;
 use streamguard::{telemetry, App};
 
@@ -24,6 +24,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Demo(DemoCommand::Backfill(args))) => streamguard::demo::backfill(args).await,
+        Some(Command::Bigquery(BigqueryCommand::Check(args))) => {
+            let ok = streamguard::warehouse::bigquery::check::main(&args).await;
+            std::process::exit(if ok { 0 } else { 1 })
+        }
     }
 }
 

@@ -79,7 +79,11 @@ impl fmt::Display for TableRef {
     }
 }
 
-fn validate_project(p: &str) -> Result<(), NameError> {
+/// Checks a GCP project id (the rule in the module docs).
+///
+/// # Errors
+/// [`NameError`] stating the rule.
+pub fn validate_project(p: &str) -> Result<(), NameError> {
     let ok = (6..=30).contains(&p.len())
         && p.starts_with(|c: char| c.is_ascii_lowercase())
         && !p.ends_with('-')

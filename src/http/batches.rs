@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::extract::{Json, Path, Query};
 use super::{AppState, Error, Result};
 use crate::domain::batch::BatchLimits;
-use crate::domain::BatchRequest;
+use crate::domain::{BatchRequest, FieldError};
 use crate::store::batches::BatchView;
 
 /// How often a waiting request re-reads its batch.
@@ -58,6 +58,27 @@ async fn create(
             ),
             errors,
         })?;
+    let too_big: Vec<FieldError> = batch
+        .units
+        .iter()
+        .filter_map(|u| state.warehouse.check_unit(&u.rows).err().map(|e| (u, e)))
+        .take(crate::domain::batch::MAX_REPORTED_ERRORS)
+        .map(|(u, e)| {
+            FieldError::new(
+                "/rows",
+                format!("key {}: {e}", serde_json::Value::Object(u.key.clone())),
+            )
+        })
+        .collect();
+    if !too_big.is_empty() {
+        return Err(Error::Unprocessable {
+            detail: format!(
+                "{} key(s) are too big for one atomic write; nothing of the batch was accepted",
+                too_big.len()
+            ),
+            errors: too_big,
+        });
+    }
     let payload = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.into()))?;
     let hash = Sha256::digest(&payload);
     let intake = state

@@ -1,5 +1,6 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers and every
-//! migration is applied; 503 otherwise).
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers, every
+//! migration is applied, and the warehouse is reachable with its credentials; 503
+//! otherwise, saying which setting to fix).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -21,9 +22,15 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     match state.store.readiness().await {
-        Ok(None) => Ok(Json(
-            json!({"status": "ready", "database": "ok", "warehouse": state.warehouse.kind()}),
-        )),
+        Ok(None) => match state.warehouse.readiness().await {
+            Ok(()) => Ok(Json(
+                json!({"status": "ready", "database": "ok", "warehouse": state.warehouse.kind()}),
+            )),
+            Err(problem) => Err(Error::Unavailable(format!(
+                "warehouse {} not usable: {problem}",
+                state.warehouse.kind()
+            ))),
+        },
         Ok(Some(missing)) => Err(Error::Unavailable(format!(
             "{missing}; run `streamguard migrate`"
         ))),

@@ -1,11 +1,12 @@
 //! The warehouse seam: one trait, [`Warehouse`], with two implementations — the embedded
 //! [`emulator`] (the default, and the backend of the demo and the end-to-end tests) and
-//! BigQuery itself.
+//! BigQuery itself ([`bigquery`]).
 //!
 //! A replace deletes every row of the table whose key (and partition) equals a unit's, and
 //! inserts the unit's rows, for every unit passed in — all land, or none does. Failures
 //! are *classified* here ([`Error`]), so the scheduler never matches on text.
 
+pub mod bigquery;
 pub mod emulator;
 
 use std::time::Duration;
@@ -146,4 +147,23 @@ pub trait Warehouse: Send + Sync + 'static {
 
     /// A short name for logs and `/readyz`: `emulator` or `bigquery`.
     fn kind(&self) -> &'static str;
+
+    /// Refuses, at intake, a unit (its rows) that this warehouse could never write in one
+    /// statement, e.g. over BigQuery's 10 MB request limit. The default accepts all.
+    ///
+    /// # Errors
+    /// Why, in words for the caller.
+    fn check_unit(&self, rows: &[Value]) -> Result<(), String> {
+        let _ = rows;
+        Ok(())
+    }
+
+    /// Whether the warehouse can be reached with the configured credentials, for
+    /// `/readyz` and start-up. The default is always ready.
+    ///
+    /// # Errors
+    /// What is wrong, naming the setting to fix.
+    async fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -1,0 +1,244 @@
+//! `streamguard bigquery check`: tells an operator, in plain words, whether the service
+//! will be able to write — credentials, project, and (when named) the table — and what
+//! to fix when not. It writes nothing: the project is checked with a dry-run `SELECT 1`
+//! and the table with a dry run of the very `MERGE` the service sends (a dry run is
+//! validated and access-checked by BigQuery but not executed and not billed:
+//! <https://cloud.google.com/bigquery/docs/running-queries#dry-run>).
+//!
+//! The same project probe backs `/readyz` and the start-up check.
+
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use serde_json::{Map, Value};
+
+use super::classify::Failure;
+use super::{explain, sql, BigQuery, BigQuerySettings};
+use crate::domain::{ColumnName, TableRef};
+use crate::warehouse::WriteUnit;
+
+/// What `check` looks at beyond the project.
+#[derive(Debug, Clone)]
+pub struct CheckTarget {
+    /// The table to check.
+    pub table: TableRef,
+    /// Its key columns, as processors will send them.
+    pub key_columns: Vec<ColumnName>,
+    /// Its partition column, if processors send one.
+    pub partition_column: Option<ColumnName>,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Whether this step passed.
+    pub ok: bool,
+    /// What was checked and found, in words.
+    pub text: String,
+}
+
+/// Dry-runs `SELECT 1` in the configured project: proves a token can be had, the
+/// endpoint answers, the project exists and the credentials may create jobs there.
+///
+/// # Errors
+/// A sentence naming the setting to fix.
+pub async fn probe_project(bq: &BigQuery) -> Result<(), String> {
+    dry_run(bq, "SELECT 1", vec![]).await
+}
+
+async fn dry_run(
+    bq: &BigQuery,
+    sql: &str,
+    params: Vec<gcp_bigquery_client::model::query_parameter::QueryParameter>,
+) -> Result<(), String> {
+    let mut request = QueryRequest::new(sql);
+    request.dry_run = Some(true);
+    request.location = bq.settings.location.clone();
+    if !params.is_empty() {
+        request.parameter_mode = Some("NAMED".into());
+        request.query_parameters = Some(params);
+    }
+    let path = format!("/projects/{}/queries", bq.settings.project);
+    bq.rest
+        .post::<_, Value>(&path, &request)
+        .await
+        .map(drop)
+        .map_err(|f| explain(&bq.settings, &f))
+}
+
+/// Runs every check and returns the report; stops at the first failing step, since later
+/// steps depend on it.
+pub async fn run(settings: &BigQuerySettings, target: Option<&CheckTarget>) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut push = |ok: bool, text: String| {
+        lines.push(Line { ok, text });
+        ok
+    };
+    push(
+        true,
+        format!(
+            "project {} (STREAMGUARD_BIGQUERY_PROJECT), endpoint {}, location {}",
+            settings.project,
+            settings.endpoint,
+            settings.location.as_deref().unwrap_or("chosen by BigQuery")
+        ),
+    );
+    let bq = match BigQuery::connect(settings.clone()).await {
+        Ok(bq) => bq,
+        Err(e) => {
+            push(false, e);
+            return lines;
+        }
+    };
+    match bq.rest.token().await {
+        Ok(_) => push(
+            true,
+            format!(
+                "an access token was obtained from {}",
+                settings.credentials.describe()
+            ),
+        ),
+        Err(e) => {
+            let failure = Failure::Transport { message: e };
+            return finish(lines, false, explain(settings, &failure));
+        }
+    };
+    match probe_project(&bq).await {
+        Ok(()) => push(
+            true,
+            format!(
+                "the credentials may run jobs in project {}",
+                settings.project
+            ),
+        ),
+        Err(e) => return finish(lines, false, e),
+    };
+    let Some(target) = target else {
+        return lines;
+    };
+    let meta = match bq.table_meta(&target.table).await {
+        Ok(meta) => meta,
+        Err(e) => {
+            return finish(
+                lines,
+                false,
+                format!("table {} cannot be read: {e}", target.table),
+            )
+        }
+    };
+    let fields = meta.fields();
+    push(
+        true,
+        format!(
+            "table {} exists ({}, {} columns{})",
+            target.table,
+            meta.kind.as_deref().unwrap_or("TABLE"),
+            fields.len(),
+            meta.time_partitioning
+                .as_ref()
+                .and_then(|p| p
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .map(|f| format!(", partitioned by {f}")))
+                .unwrap_or_default()
+        ),
+    );
+    match meta.streaming_buffer() {
+        Some(b) => push(
+            true,
+            format!(
+                "it has a streaming buffer (about {} rows, oldest entry {}): replaces touching those rows are deferred until it drains",
+                b.estimated_rows.map_or("?".into(), |r| r.to_string()),
+                b.oldest_entry_time.map_or("unknown".into(), |t| t.to_rfc3339())
+            ),
+        ),
+        None => push(true, "it has no streaming buffer now".into()),
+    };
+    let unit = probe_unit(target);
+    let statement = match sql::replace(&target.table, &fields, std::slice::from_ref(&unit)) {
+        Ok(s) => s,
+        Err(e) => {
+            return finish(
+                lines,
+                false,
+                format!("the key columns do not fit the table: {e}"),
+            )
+        }
+    };
+    match dry_run(&bq, &statement.sql, statement.params).await {
+        Ok(()) => push(
+            true,
+            format!(
+                "a dry run of the replace statement on {} passed: the table is writable",
+                target.table
+            ),
+        ),
+        Err(e) => push(
+            false,
+            format!("a dry run of the replace statement failed: {e}"),
+        ),
+    };
+    lines
+}
+
+fn finish(mut lines: Vec<Line>, ok: bool, text: String) -> Vec<Line> {
+    lines.push(Line { ok, text });
+    lines
+}
+
+/// A unit whose key is NULL, with one row of NULL key columns: the statement has the
+/// service's real shape and types (both branches), and is only dry-run.
+fn probe_unit(target: &CheckTarget) -> WriteUnit {
+    let key: Map<String, Value> = target
+        .key_columns
+        .iter()
+        .map(|c| (c.as_str().to_owned(), Value::Null))
+        .collect();
+    let mut row = key.clone();
+    if let Some(p) = &target.partition_column {
+        row.insert(p.as_str().to_owned(), Value::Null);
+    }
+    WriteUnit {
+        unit_id: uuid::Uuid::nil(),
+        attempt: 0,
+        key,
+        partition: target.partition_column.clone().map(|c| (c, Value::Null)),
+        rows: vec![Value::Object(row)],
+    }
+}
+
+/// `streamguard bigquery check`: prints one line per step (`ok` or `PROBLEM`) to stdout
+/// and returns whether every step passed.
+pub async fn main(args: &crate::config::CheckArgs) -> bool {
+    let settings = match args.bigquery.settings() {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            println!("PROBLEM: STREAMGUARD_BIGQUERY_PROJECT (or --bigquery-project) is not set: name the GCP project the service's jobs run in");
+            return false;
+        }
+        Err(e) => {
+            println!("PROBLEM: {e}");
+            return false;
+        }
+    };
+    if args.table.is_some() && args.key_columns.is_empty() {
+        println!("PROBLEM: --table needs --key-column (the key columns processors send, e.g. --key-column game_id)");
+        return false;
+    }
+    let target = args.table.clone().map(|table| CheckTarget {
+        table,
+        key_columns: args.key_columns.clone(),
+        partition_column: args.partition_column.clone(),
+    });
+    let lines = run(&settings, target.as_ref()).await;
+    for line in &lines {
+        println!(
+            "{} {}",
+            if line.ok { "ok:     " } else { "PROBLEM:" },
+            line.text
+        );
+    }
+    let ok = lines.iter().all(|l| l.ok);
+    if ok && target.is_none() {
+        println!("(add --table project.dataset.table --key-column <column> to check a table too)");
+    }
+    ok
+}
