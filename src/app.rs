@@ -51,6 +51,8 @@ impl App {
     /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
     /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        http::auth::check_exposure(&settings.access, settings.listen)
+            .map_err(anyhow::Error::msg)?;
         store.migrate().await.context("applying migrations")?;
         let (warehouse, emulator): (Arc<dyn Warehouse>, Option<Emulator>) = match &settings.bigquery
         {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::domain::batch::BatchLimits;
 use crate::domain::{ColumnName, RetryPolicy, TableRef};
+use crate::http::auth::{AccessSettings, Tokens};
 use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
@@ -37,6 +39,24 @@ pub enum Command {
     /// BigQuery tools.
     #[command(subcommand)]
     Bigquery(BigqueryCommand),
+    /// Print the OpenAPI document of the HTTP API (JSON) and exit:
+    /// `streamguard openapi > openapi/openapi.json`.
+    Openapi,
+    /// GET a running service's `/healthz`; exit 0 when it answers 200, 1 otherwise
+    /// (the container's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `streamguard healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to probe.
+    #[arg(
+        long,
+        env = "STREAMGUARD_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:8080/healthz"
+    )]
+    pub url: String,
 }
 
 /// BigQuery tools.
@@ -234,6 +254,95 @@ pub struct ServeArgs {
     /// Run the scheduler in this process (turn off for an API-only replica).
     #[arg(long, env = "STREAMGUARD_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
     pub scheduler: bool,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub access: AccessArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub limits: LimitArgs,
+}
+
+/// Access control flags (see [`crate::http::auth`]).
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// File of token lines `name scope[,scope] sha256-of-token` (scopes: write, read, admin).
+    #[arg(long, env = "STREAMGUARD_TOKENS_FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Token lines of the same form, separated by newlines or `;`.
+    #[arg(long, env = "STREAMGUARD_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+    /// Serve without tokens on a non-loopback address (everyone may do everything).
+    #[arg(long, env = "STREAMGUARD_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_anonymous: bool,
+    /// `/docs` and `/openapi.json` need no token; `false` puts them behind the `read` scope.
+    #[arg(long, env = "STREAMGUARD_DOCS_PUBLIC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub docs_public: bool,
+    /// `/metrics` needs no token; by default it needs the `read` scope.
+    #[arg(long, env = "STREAMGUARD_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_public: bool,
+}
+
+/// Input limits (see [`BatchLimits`] for what each one measures).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Rows per batch.
+    #[arg(long, env = "STREAMGUARD_MAX_ROWS", default_value_t = 50_000, value_parser = parse_max_rows)]
+    pub max_rows: usize,
+    /// Key columns per batch.
+    #[arg(long, env = "STREAMGUARD_MAX_KEY_COLUMNS", default_value_t = 16, value_parser = parse_max_key_columns)]
+    pub max_key_columns: usize,
+    /// Bytes of one row's compact JSON.
+    #[arg(long, env = "STREAMGUARD_MAX_ROW_BYTES", default_value_t = 1024 * 1024, value_parser = parse_max_row_bytes)]
+    pub max_row_bytes: usize,
+    /// Nesting levels of a row (the row is level 1).
+    #[arg(long, env = "STREAMGUARD_MAX_DEPTH", default_value_t = 15, value_parser = parse_max_depth)]
+    pub max_depth: usize,
+    /// Characters of a column or nested field name.
+    #[arg(long, env = "STREAMGUARD_MAX_NAME_CHARS", default_value_t = 300, value_parser = parse_max_name_chars)]
+    pub max_name_chars: usize,
+    /// Characters of a string key or partition value.
+    #[arg(long, env = "STREAMGUARD_MAX_KEY_VALUE_CHARS", default_value_t = 1024, value_parser = parse_max_key_value_chars)]
+    pub max_key_value_chars: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_rows: self.max_rows,
+            max_key_columns: self.max_key_columns,
+            max_row_bytes: self.max_row_bytes,
+            max_depth: self.max_depth,
+            max_name_chars: self.max_name_chars,
+            max_key_value_chars: self.max_key_value_chars,
+        }
+    }
+}
+
+impl AccessArgs {
+    /// Reads the tokens file and the variable into [`AccessSettings`].
+    fn access(&self) -> Result<AccessSettings, String> {
+        let mut tokens = Tokens::default();
+        if let Some(path) = &self.tokens_file {
+            let source = format!("STREAMGUARD_TOKENS_FILE={}", path.display());
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{source}: cannot read the file: {e}"))?;
+            tokens.add(&text, &source)?;
+            if tokens.is_empty() {
+                return Err(format!("{source}: the file lists no token"));
+            }
+        }
+        if let Some(text) = &self.tokens {
+            tokens.add(text, "STREAMGUARD_TOKENS")?;
+        }
+        Ok(AccessSettings {
+            tokens,
+            allow_anonymous: self.allow_anonymous,
+            docs_public: self.docs_public,
+            metrics_public: self.metrics_public,
+        })
+    }
 }
 
 /// A parsed retry-delay list.
@@ -272,6 +381,10 @@ pub struct Settings {
     pub log_format: String,
     /// Whether this process runs a scheduler.
     pub scheduler: bool,
+    /// Tokens and which endpoints are public.
+    pub access: AccessSettings,
+    /// Input limits of a batch.
+    pub limits: BatchLimits,
 }
 
 /// Delays used when `STREAMGUARD_RETRY_DELAYS` is unset and the warehouse is BigQuery:
@@ -327,6 +440,8 @@ impl Settings {
             shutdown_timeout: args.shutdown_timeout,
             log_format: args.log_format.clone(),
             scheduler: args.scheduler,
+            access: args.access.access()?,
+            limits: args.limits.limits(),
         })
     }
 
@@ -379,6 +494,21 @@ impl ServeArgs {
             shutdown_timeout: Duration::from_secs(30),
             log_format: "text".into(),
             scheduler: true,
+            access: AccessArgs {
+                tokens_file: None,
+                tokens: None,
+                allow_anonymous: false,
+                docs_public: true,
+                metrics_public: false,
+            },
+            limits: LimitArgs {
+                max_rows: 50_000,
+                max_key_columns: 16,
+                max_row_bytes: 1024 * 1024,
+                max_depth: 15,
+                max_name_chars: 300,
+                max_key_value_chars: 1024,
+            },
         }
     }
 }
@@ -511,6 +641,35 @@ fn parse_per_table(s: &str) -> Result<u32, String> {
     }
 }
 
+fn bounded(name: &str, s: &str, min: usize, max: usize) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name} expects a whole number from {min} to {max}; got {s:?}"
+        )),
+    }
+}
+fn parse_max_rows(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_ROWS", s, 1, 10_000_000)
+}
+fn parse_max_key_columns(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_KEY_COLUMNS", s, 1, 64)
+}
+fn parse_max_row_bytes(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_ROW_BYTES", s, 64, 100 * 1024 * 1024)
+}
+/// At most 100: `serde_json` refuses documents nested deeper than 128 levels anyway.
+fn parse_max_depth(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_DEPTH", s, 1, 100)
+}
+/// At most 300, BigQuery's own column-name limit.
+fn parse_max_name_chars(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_NAME_CHARS", s, 1, 300)
+}
+fn parse_max_key_value_chars(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_KEY_VALUE_CHARS", s, 1, 1024 * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +730,46 @@ mod tests {
             .unwrap_err()
             .contains("STREAMGUARD_LISTEN"));
         assert!(parse_lease("0s").unwrap_err().contains("STREAMGUARD_LEASE"));
+        assert!(parse_max_depth("200")
+            .unwrap_err()
+            .contains("STREAMGUARD_MAX_DEPTH"));
+        assert!(parse_max_name_chars("301")
+            .unwrap_err()
+            .contains("STREAMGUARD_MAX_NAME_CHARS"));
+        assert!(parse_max_rows("0")
+            .unwrap_err()
+            .contains("STREAMGUARD_MAX_ROWS"));
+    }
+
+    #[test]
+    fn tokens_come_from_the_file_and_the_variable() {
+        let dir = std::env::temp_dir().join(format!("streamguard-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        let digest = crate::http::auth::token_digest("t1");
+        std::fs::write(&file, format!("# processors\nbdl write {digest}\n")).unwrap();
+        let args = AccessArgs {
+            tokens_file: Some(file.clone()),
+            tokens: Some(format!(
+                "ops read,admin {}",
+                crate::http::auth::token_digest("t2")
+            )),
+            allow_anonymous: false,
+            docs_public: true,
+            metrics_public: false,
+        };
+        let access = args.access().unwrap();
+        assert_eq!(access.tokens.authenticate("t1").unwrap().name, "bdl");
+        assert_eq!(access.tokens.authenticate("t2").unwrap().name, "ops");
+        let missing = AccessArgs {
+            tokens_file: Some(dir.join("absent")),
+            ..args
+        };
+        assert!(missing
+            .access()
+            .unwrap_err()
+            .contains("STREAMGUARD_TOKENS_FILE="));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

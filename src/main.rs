@@ -28,7 +28,30 @@ async fn main() -> anyhow::Result<()> {
             let ok = streamguard::warehouse::bigquery::check::main(&args).await;
             std::process::exit(if ok { 0 } else { 1 })
         }
+        Some(Command::Openapi) => {
+            print!("{}", streamguard::http::openapi::spec_json());
+            Ok(())
+        }
+        Some(Command::Healthcheck(args)) => healthcheck(&args.url).await,
     }
+}
+
+/// GETs `url` with a 5-second timeout; an error unless it answers 200. The container's
+/// HEALTHCHECK runs this, so the runtime image needs no curl.
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        response.status() == reqwest::StatusCode::OK,
+        "GET {url} answered {}",
+        response.status()
+    );
+    Ok(())
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {

@@ -15,8 +15,19 @@ use super::names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
 /// The body of `POST /v1/batches`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "processor_name": "bdl_boxscores_processor",
+    "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
+    "key_columns": ["game_id"],
+    "partition_column": "game_date",
+    "rows": [
+        {"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24", "player_lookup": "lebronjames", "team": "LAL", "points": 28, "rebounds": 8, "assists": 9},
+        {"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24", "player_lookup": "jaysontatum", "team": "BOS", "points": 31, "rebounds": 11, "assists": 5}
+    ],
+    "idempotency_key": "bdl-backfill-2026-01-24-LAL-BOS"
+}))]
 pub struct BatchRequest {
     /// Who sends the batch, e.g. `bdl_boxscores_processor`; the breaker's default scope.
     pub processor_name: String,
@@ -40,12 +51,18 @@ pub struct BatchRequest {
 }
 
 /// One problem with a request: where (a JSON pointer into the body) and what.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"pointer": "/rows/3/game_id", "detail": "key column \"game_id\" is null; keys must have a value"}))]
 pub struct FieldError {
-    /// JSON pointer (RFC 6901) to the offending value, e.g. `/rows/3/game_id`.
+    /// JSON pointer (RFC 6901) to the offending value, e.g. `/rows/3/game_id`; the empty
+    /// string means the whole body.
     pub pointer: String,
     /// What is wrong there.
     pub detail: String,
+    /// When a configurable limit was exceeded: the setting that holds it, e.g.
+    /// `STREAMGUARD_MAX_ROWS`. Absent for every other problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl FieldError {
@@ -54,18 +71,47 @@ impl FieldError {
         Self {
             pointer: pointer.into(),
             detail: detail.into(),
+            limit: None,
+        }
+    }
+
+    /// A limit exceeded at `pointer`; `setting` names the environment variable that
+    /// holds the limit (see [`BatchLimits`]).
+    pub fn limit(
+        pointer: impl Into<String>,
+        detail: impl Into<String>,
+        setting: &'static str,
+    ) -> Self {
+        Self {
+            limit: Some(setting.into()),
+            ..Self::new(pointer, detail)
         }
     }
 }
 
-/// Size limits a batch must respect.
+/// Size limits a batch must respect. Each is a setting (named in brackets) and each
+/// refusal names it in [`FieldError::limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
-    /// Rows per batch. Default 50,000 (BigQuery's insertAll cap per request, a size
-    /// processors already batch by).
+    /// Rows per batch (`STREAMGUARD_MAX_ROWS`). Default 50,000 (BigQuery's insertAll cap
+    /// per request, a size processors already batch by).
     pub max_rows: usize,
-    /// Key columns per batch. Default 16.
+    /// Key columns per batch (`STREAMGUARD_MAX_KEY_COLUMNS`). Default 16.
     pub max_key_columns: usize,
+    /// Bytes of one row, measured as its compact JSON serialization
+    /// (`STREAMGUARD_MAX_ROW_BYTES`). Default 1 MiB: a box-score row is about 1 KB, and
+    /// BigQuery's own cap for a streamed row is 10 MB.
+    pub max_row_bytes: usize,
+    /// Nesting depth of a row: the row object is level 1, and every object or array inside
+    /// it adds one (`STREAMGUARD_MAX_DEPTH`). Default 15, BigQuery's limit of nested
+    /// RECORD levels (<https://cloud.google.com/bigquery/quotas#table_limits>).
+    pub max_depth: usize,
+    /// Characters in a column or nested field name (`STREAMGUARD_MAX_NAME_CHARS`).
+    /// Default 300, BigQuery's column-name limit; a lower value is stricter.
+    pub max_name_chars: usize,
+    /// Characters in a string key or partition value (`STREAMGUARD_MAX_KEY_VALUE_CHARS`).
+    /// Default 1,024.
+    pub max_key_value_chars: usize,
 }
 
 impl Default for BatchLimits {
@@ -73,6 +119,10 @@ impl Default for BatchLimits {
         Self {
             max_rows: 50_000,
             max_key_columns: 16,
+            max_row_bytes: 1024 * 1024,
+            max_depth: 15,
+            max_name_chars: 300,
+            max_key_value_chars: 1024,
         }
     }
 }
@@ -110,8 +160,11 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, pointer: impl Into<String>, detail: impl Into<String>) {
+        self.push_error(FieldError::new(pointer, detail));
+    }
+    fn push_error(&mut self, error: FieldError) {
         if self.0.len() < MAX_REPORTED_ERRORS {
-            self.0.push(FieldError::new(pointer, detail));
+            self.0.push(error);
         }
     }
     fn full(&self) -> bool {
@@ -133,6 +186,40 @@ fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Whether `name` respects [`BatchLimits::max_name_chars`]; records the problem if not.
+fn name_fits(name: &str, pointer: &str, limits: &BatchLimits, errors: &mut Errors) -> bool {
+    let chars = name.chars().count();
+    if chars <= limits.max_name_chars {
+        return true;
+    }
+    errors.push_error(FieldError::limit(
+        pointer,
+        format!(
+            "the name has {chars} characters, over the limit of {}",
+            limits.max_name_chars
+        ),
+        "STREAMGUARD_MAX_NAME_CHARS",
+    ));
+    false
+}
+
+/// The length in bytes of `value`'s compact JSON serialization, without building it.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("JSON values serialize");
+    count.0
 }
 
 impl BatchRequest {
@@ -159,6 +246,7 @@ impl BatchRequest {
         };
         let key_columns = self.key_columns(limits, &mut errors);
         let partition_column = match &self.partition_column {
+            Some(p) if !name_fits(p, "/partition_column", limits, &mut errors) => None,
             Some(p) => match ColumnName::parse(p) {
                 Ok(c)
                     if key_columns
@@ -186,17 +274,18 @@ impl BatchRequest {
             );
         }
         if self.rows.len() > limits.max_rows {
-            errors.push(
+            errors.push_error(FieldError::limit(
                 "/rows",
                 format!(
-                    "{} rows exceed the limit of {} rows per batch",
+                    "{} rows exceed the limit of {} rows per batch; split the batch",
                     self.rows.len(),
                     limits.max_rows
                 ),
-            );
+                "STREAMGUARD_MAX_ROWS",
+            ));
         }
         let units = if errors.0.is_empty() {
-            let mut grouper = Grouper::new(&key_columns, partition_column.as_ref());
+            let mut grouper = Grouper::new(&key_columns, partition_column.as_ref(), limits);
             grouper.add_rows(&self.rows, &mut errors);
             grouper.add_delete_keys(&self.delete_keys, &mut errors);
             grouper.units
@@ -224,17 +313,21 @@ impl BatchRequest {
             );
         }
         if self.key_columns.len() > limits.max_key_columns {
-            errors.push(
+            errors.push_error(FieldError::limit(
                 "/key_columns",
                 format!(
                     "{} key columns exceed the limit of {}",
                     self.key_columns.len(),
                     limits.max_key_columns
                 ),
-            );
+                "STREAMGUARD_MAX_KEY_COLUMNS",
+            ));
         }
         let mut columns: Vec<ColumnName> = Vec::new();
         for (i, name) in self.key_columns.iter().enumerate() {
+            if !name_fits(name, &format!("/key_columns/{i}"), limits, errors) {
+                continue;
+            }
             match ColumnName::parse(name) {
                 Ok(c)
                     if columns
@@ -259,13 +352,19 @@ struct Grouper<'a> {
     column_types: HashMap<&'a str, (&'static str, String)>,
     index: HashMap<String, usize>,
     units: Vec<NewUnit>,
+    limits: &'a BatchLimits,
 }
 
 impl<'a> Grouper<'a> {
-    fn new(key_columns: &'a [ColumnName], partition_column: Option<&'a ColumnName>) -> Self {
+    fn new(
+        key_columns: &'a [ColumnName],
+        partition_column: Option<&'a ColumnName>,
+        limits: &'a BatchLimits,
+    ) -> Self {
         Self {
             key_columns,
             partition_column,
+            limits,
             column_types: HashMap::new(),
             index: HashMap::new(),
             units: Vec::new(),
@@ -303,6 +402,17 @@ impl<'a> Grouper<'a> {
                     json_type(value)
                 ),
             ),
+            Value::String(text) if text.chars().count() > self.limits.max_key_value_chars => {
+                errors.push_error(FieldError::limit(
+                    pointer,
+                    format!(
+                        "key column {column:?} has {} characters, over the limit of {}",
+                        text.chars().count(),
+                        self.limits.max_key_value_chars
+                    ),
+                    "STREAMGUARD_MAX_KEY_VALUE_CHARS",
+                ));
+            }
             _ => {
                 let this = json_type(value);
                 match self.column_types.get(column) {
@@ -336,7 +446,10 @@ impl<'a> Grouper<'a> {
                 );
                 continue;
             };
-            if !self.check_columns(object, &format!("/rows/{i}"), errors) {
+            let pointer = format!("/rows/{i}");
+            if !self.check_columns(object, &pointer, errors)
+                | !self.check_shape(row, &pointer, errors)
+            {
                 continue;
             }
             let mut ok = true;
@@ -410,7 +523,10 @@ impl<'a> Grouper<'a> {
         let mut ok = true;
         let mut seen: HashMap<String, &str> = HashMap::new();
         for name in object.keys() {
-            if let Err(e) = ColumnName::parse(name) {
+            let at = format!("{pointer}/{}", pointer_token(name));
+            if !name_fits(name, &at, self.limits, errors) {
+                ok = false;
+            } else if let Err(e) = ColumnName::parse(name) {
                 errors.push(format!("{pointer}/{}", pointer_token(name)), e.0);
                 ok = false;
             } else if let Some(other) = seen.insert(name.to_ascii_lowercase(), name) {
@@ -419,6 +535,77 @@ impl<'a> Grouper<'a> {
                     format!("columns {other:?} and {name:?} differ only in case; BigQuery column names are case-insensitive"),
                 );
                 ok = false;
+            }
+        }
+        ok
+    }
+
+    /// Checks a row's size and nesting: its compact JSON length against
+    /// [`BatchLimits::max_row_bytes`], its depth against [`BatchLimits::max_depth`], and the
+    /// names of nested fields (BigQuery STRUCT fields follow the column-name rules).
+    fn check_shape(&self, row: &Value, pointer: &str, errors: &mut Errors) -> bool {
+        let bytes = json_len(row);
+        if bytes > self.limits.max_row_bytes {
+            errors.push_error(FieldError::limit(
+                pointer,
+                format!(
+                    "the row is {bytes} bytes of JSON, over the limit of {} bytes per row",
+                    self.limits.max_row_bytes
+                ),
+                "STREAMGUARD_MAX_ROW_BYTES",
+            ));
+            return false;
+        }
+        let Value::Object(object) = row else {
+            return true;
+        };
+        object.iter().fold(true, |ok, (name, value)| {
+            let at = format!("{pointer}/{}", pointer_token(name));
+            self.check_nested(value, &at, 2, errors) & ok
+        })
+    }
+
+    /// Checks a value at `depth` (the row is depth 1) and everything inside it.
+    fn check_nested(
+        &self,
+        value: &Value,
+        pointer: &str,
+        depth: usize,
+        errors: &mut Errors,
+    ) -> bool {
+        let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
+            Value::Object(m) => Box::new(m.iter().map(|(k, v)| (k.clone(), v))),
+            Value::Array(a) => Box::new(a.iter().enumerate().map(|(i, v)| (i.to_string(), v))),
+            _ => return true,
+        };
+        if depth > self.limits.max_depth {
+            errors.push_error(FieldError::limit(
+                pointer,
+                format!(
+                    "the row nests deeper than the limit of {} levels here",
+                    self.limits.max_depth
+                ),
+                "STREAMGUARD_MAX_DEPTH",
+            ));
+            return false;
+        }
+        let mut ok = true;
+        for (name, child) in children {
+            let at = format!("{pointer}/{}", pointer_token(&name));
+            if let Value::Object(_) = value {
+                if !name_fits(&name, &at, self.limits, errors) {
+                    ok = false;
+                    continue;
+                }
+                if let Err(e) = ColumnName::parse(&name) {
+                    errors.push(at, format!("nested field name: {}", e.0));
+                    ok = false;
+                    continue;
+                }
+            }
+            ok &= self.check_nested(child, &at, depth + 1, errors);
+            if errors.full() {
+                return false;
             }
         }
         ok
@@ -584,6 +771,7 @@ mod tests {
         let limits = BatchLimits {
             max_rows: 1,
             max_key_columns: 1,
+            ..BatchLimits::default()
         };
         let mut req = request(
             json!([{"game_id": "g1", "game_date": "d"}, {"game_id": "g2", "game_date": "d"}]),

@@ -19,7 +19,6 @@ use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
 use super::{AppState, Error, Result};
-use crate::domain::batch::BatchLimits;
 use crate::domain::{BatchRequest, FieldError};
 use crate::store::batches::BatchView;
 
@@ -34,30 +33,60 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query string of `POST /v1/batches`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CreateParams {
-    /// Seconds to wait for every unit's first attempt (0 to `STREAMGUARD_MAX_WAIT`).
+    /// Seconds to wait for every unit's first attempt (0 to `STREAMGUARD_MAX_WAIT`,
+    /// default 60); without it the answer is `202 Accepted` at once.
     #[serde(default)]
+    #[param(minimum = 0, example = 5)]
     pub wait: Option<f64>,
 }
 
+/// Submit a batch.
+///
+/// Validates the whole batch (nothing of a bad batch is accepted), stores it with one job
+/// per write unit in one transaction, and answers `202 Accepted` with a `Location`; with
+/// `?wait=` it waits for every unit's first attempt and answers `200 OK`. Re-posting an
+/// idempotency key with the same payload replays the original batch
+/// (`Idempotent-Replayed: true`).
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "batches",
+    params(CreateParams),
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; units are pending.", body = BatchView,
+            headers(("Location" = String, description = "`/v1/batches/{batch_id}`"),
+                    ("Idempotent-Replayed" = String, description = "`true` when an idempotency key replayed an earlier batch"))),
+        (status = 200, description = "With `?wait=`: the units after their first attempt (or when the wait ran out).", body = BatchView,
+            headers(("Location" = String, description = "`/v1/batches/{batch_id}`"))),
+        (status = 400, description = "The body is not JSON (syntax, invalid UTF-8, a lone surrogate escape), or `wait` is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The batch breaks a rule or a limit; `errors[]` names each offending field by JSON pointer (e.g. `/rows/3/game_id`) and, for a limit, its setting in `limit`. Nothing of the batch was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["write"]))
+)]
 #[tracing::instrument(skip_all, fields(processor = %request.processor_name, table = %request.table, batch_id))]
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Query(params): Query<CreateParams>,
     Json(request): Json<BatchRequest>,
 ) -> Result<Response> {
     let wait = wait_duration(params.wait, state.settings.max_wait)?;
-    let batch = request
-        .validate(&BatchLimits::default())
-        .map_err(|errors| Error::Unprocessable {
-            detail: format!(
-                "the batch has {} problem(s); nothing of it was accepted",
-                errors.len()
-            ),
-            errors,
-        })?;
+    let batch =
+        request
+            .validate(&state.settings.limits)
+            .map_err(|errors| Error::Unprocessable {
+                detail: format!(
+                    "the batch has {} problem(s); nothing of it was accepted",
+                    errors.len()
+                ),
+                errors,
+            })?;
     let too_big: Vec<FieldError> = batch
         .units
         .iter()
@@ -114,7 +143,19 @@ async fn create(
     Ok(response)
 }
 
-async fn show(
+/// One batch with its write units' current state.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{batch_id}",
+    tag = "batches",
+    params(("batch_id" = Uuid, Path, description = "The batch's id, from `Location`.")),
+    responses(
+        (status = 200, description = "The batch.", body = BatchView),
+        (status = 404, description = "No such batch (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     Path(batch_id): Path<Uuid>,
 ) -> Result<axum::Json<BatchView>> {

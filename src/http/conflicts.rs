@@ -20,11 +20,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `?hours=` of the unresolved list: 1 to 8,760 (a year), default 24 (the seed's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HoursParams {
-    /// Look-back window, hours.
+    /// Look-back window, hours (1 to 8,760; default 24).
     #[serde(default = "default_hours")]
+    #[param(minimum = 1, maximum = 8760, example = 24)]
     pub hours: u32,
 }
 fn default_hours() -> u32 {
@@ -32,11 +34,13 @@ fn default_hours() -> u32 {
 }
 
 /// `?days=` of the summary: 1 to 366, default 7 (the seed's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DaysParams {
-    /// Look-back window, days.
+    /// Look-back window, days (1 to 366; default 7).
     #[serde(default = "default_days")]
+    #[param(minimum = 1, maximum = 366, example = 7)]
     pub days: u32,
 }
 fn default_days() -> u32 {
@@ -44,7 +48,7 @@ fn default_days() -> u32 {
 }
 
 /// `GET /v1/conflicts/unresolved`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UnresolvedResponse {
     /// The window, hours.
     pub hours: u32,
@@ -53,7 +57,7 @@ pub struct UnresolvedResponse {
 }
 
 /// `GET /v1/conflicts/summary`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SummaryResponse {
     /// The window, days.
     pub days: u32,
@@ -62,7 +66,7 @@ pub struct SummaryResponse {
 }
 
 /// `GET /v1/conflicts/{conflict_id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConflictDetail {
     /// The conflict's columns.
     #[serde(flatten)]
@@ -71,7 +75,20 @@ pub struct ConflictDetail {
     pub attempts: Vec<AttemptRow>,
 }
 
-async fn unresolved(
+/// Unresolved conflicts first seen in the last `hours` (the seed's "requiring attention"
+/// query), newest first, with what the service will do next.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts/unresolved",
+    tag = "conflicts",
+    params(HoursParams),
+    responses(
+        (status = 200, description = "The unresolved conflicts.", body = UnresolvedResponse),
+        (status = 400, description = "`hours` is not a whole number from 1 to 8760, or an unknown parameter was sent.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn unresolved(
     State(state): State<AppState>,
     Query(p): Query<HoursParams>,
 ) -> Result<Json<UnresolvedResponse>> {
@@ -88,7 +105,20 @@ async fn unresolved(
     }))
 }
 
-async fn summary(
+/// The seed's daily conflict summary over the last `days`: one row per day, processor
+/// and table.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts/summary",
+    tag = "conflicts",
+    params(DaysParams),
+    responses(
+        (status = 200, description = "The summary.", body = SummaryResponse),
+        (status = 400, description = "`days` is not a whole number from 1 to 366, or an unknown parameter was sent.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn summary(
     State(state): State<AppState>,
     Query(p): Query<DaysParams>,
 ) -> Result<Json<SummaryResponse>> {
@@ -105,7 +135,19 @@ async fn summary(
     }))
 }
 
-async fn show(
+/// One conflict, every column of the seed's conflict log, and every attempt on its unit.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts/{conflict_id}",
+    tag = "conflicts",
+    params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
+    responses(
+        (status = 200, description = "The conflict.", body = ConflictDetail),
+        (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     Path(conflict_id): Path<Uuid>,
 ) -> Result<Json<ConflictDetail>> {

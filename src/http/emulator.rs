@@ -21,7 +21,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST /emulator/tables/{table}/insertAll`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"rows": [{"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24", "player_lookup": "lebronjames", "points": 28, "rebounds": 8, "assists": 9}], "buffer": "30s"}))]
 #[serde(deny_unknown_fields)]
 pub struct InsertAllRequest {
     /// Rows (JSON objects) to stream into the buffer.
@@ -33,7 +34,7 @@ pub struct InsertAllRequest {
 }
 
 /// Answer of insertAll.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InsertAllResponse {
     /// The table.
     pub table: String,
@@ -44,7 +45,7 @@ pub struct InsertAllResponse {
 }
 
 /// Answer of `GET /emulator/tables/{table}/rows`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RowsResponse {
     /// The table.
     pub table: String,
@@ -70,7 +71,26 @@ fn table(raw: &str) -> Result<TableRef> {
     })
 }
 
-async fn insert_all(
+/// Streams rows into a table's streaming buffer, as a processor's `insertAll` would
+/// (creates the table on first use). Buffered rows make a replace of their partition
+/// conflict until the buffer time passes.
+#[utoipa::path(
+    post,
+    path = "/emulator/tables/{table}/insertAll",
+    tag = "emulator",
+    params(("table" = String, Path, description = "`project.dataset.table`", example = "nba-props-platform.nba_raw.bdl_player_boxscores")),
+    request_body(content = InsertAllRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Streamed.", body = InsertAllResponse),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad table name, a row that is not an object, a bad buffer time, or a number that would be rounded.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["write"]))
+)]
+pub(crate) async fn insert_all(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     ApiJson(request): ApiJson<InsertAllRequest>,
@@ -114,7 +134,20 @@ async fn insert_all(
     }))
 }
 
-async fn rows(
+/// Every row of a table, with whether it is still in the streaming buffer.
+#[utoipa::path(
+    get,
+    path = "/emulator/tables/{table}/rows",
+    tag = "emulator",
+    params(("table" = String, Path, description = "`project.dataset.table`", example = "nba-props-platform.nba_raw.bdl_player_boxscores")),
+    responses(
+        (status = 200, description = "The table's rows (none for a table never written).", body = RowsResponse),
+        (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The table name breaks BigQuery's naming rules.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn rows(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<RowsResponse>> {

@@ -13,6 +13,29 @@ use crate::domain::FieldError;
 pub enum Error {
     /// 400: the body is not JSON, or not the expected shape.
     BadRequest(String),
+    /// 400 with the position of the problem: the body is not valid JSON (syntax, invalid
+    /// UTF-8, a lone surrogate escape such as `"\ud800"`), each problem with its pointer.
+    Malformed {
+        /// Summary.
+        detail: String,
+        /// Where, as JSON pointers (as deep as the parser got).
+        errors: Vec<FieldError>,
+    },
+    /// 401: no bearer token, or one that is not configured. Answers with
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized {
+        /// What was wrong.
+        detail: String,
+        /// A token was sent but is unknown (`error="invalid_token"` in the challenge).
+        invalid_token: bool,
+    },
+    /// 403: the token lacks the scope the route needs.
+    Forbidden {
+        /// What was wrong.
+        detail: String,
+        /// The missing scope.
+        scope: crate::http::auth::Scope,
+    },
     /// 404: no such resource.
     NotFound(String),
     /// 413: the body exceeds the limit.
@@ -32,10 +55,20 @@ pub enum Error {
     Internal(anyhow::Error),
 }
 
-/// The problem+json body.
-#[derive(Debug, Serialize)]
+/// The problem+json body (RFC 9457), the answer of every 4xx and 5xx.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/validation",
+    "title": "The request breaks a rule",
+    "status": 422,
+    "detail": "the batch has 1 problem(s); nothing of it was accepted",
+    "errors": [{"pointer": "/rows/3/game_id", "detail": "key column \"game_id\" is null; keys must have a value"}]
+}))]
 pub struct Problem {
-    /// A URI reference naming the problem type.
+    /// A URI reference naming the problem type: `/problems/validation`,
+    /// `/problems/bad-request`, `/problems/unauthorized`, `/problems/forbidden`,
+    /// `/problems/not-found`, `/problems/payload-too-large`,
+    /// `/problems/unsupported-media-type`, `/problems/unavailable`, `/problems/internal`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Short, constant summary of the type.
@@ -44,9 +77,12 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong, for this request.
     pub detail: String,
-    /// Each offending field (422, and 400 where the position is known).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Each offending field (422, 413, and 400 where the position is known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On 403: the scope the request needs (`write`, `read` or `admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
 }
 
 impl Error {
@@ -67,13 +103,34 @@ impl Error {
                 d,
                 vec![],
             ),
+            Self::Malformed { detail, errors } => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Malformed request",
+                detail,
+                errors,
+            ),
+            Self::Unauthorized { detail, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+                detail,
+                vec![],
+            ),
+            Self::Forbidden { detail, .. } => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Missing scope",
+                detail,
+                vec![],
+            ),
             Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", "Not found", d, vec![]),
             Self::PayloadTooLarge(d) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Request body too large",
-                d,
-                vec![],
+                d.clone(),
+                vec![FieldError::limit("", d, "STREAMGUARD_MAX_BODY_BYTES")],
             ),
             Self::UnsupportedMediaType(d) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -112,6 +169,18 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        let challenge = match &self {
+            Self::Unauthorized { invalid_token, .. } => Some(if *invalid_token {
+                r#"Bearer realm="streamguard", error="invalid_token""#
+            } else {
+                r#"Bearer realm="streamguard""#
+            }),
+            _ => None,
+        };
+        let required_scope = match &self {
+            Self::Forbidden { scope, .. } => Some(scope.as_str().to_owned()),
+            _ => None,
+        };
         let (status, kind, title, detail, errors) = self.parts();
         let body = Problem {
             kind: format!("/problems/{kind}"),
@@ -119,8 +188,15 @@ impl IntoResponse for Error {
             status: status.as_u16(),
             detail,
             errors,
+            required_scope,
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),

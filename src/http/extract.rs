@@ -1,16 +1,22 @@
 //! Extractors whose rejections are our [`Error`], so malformed JSON, a bad path or a bad
 //! query string answer problem+json like every other error.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::Error;
+use crate::domain::batch::MAX_REPORTED_ERRORS;
+use crate::domain::{numbers, FieldError};
 
-/// `axum::Json` with problem+json rejections. The detail carries serde's message, which
-/// names the path of the bad value and its line and column.
+/// A strict `axum::Json` with problem+json rejections. The body must be
+/// `application/json` (413 past `STREAMGUARD_MAX_BODY_BYTES`), well-formed (400 naming the
+/// JSON pointer the parser reached: syntax, invalid UTF-8, lone surrogate escapes such as
+/// `"\ud800"`), of the expected shape (422 with the pointer), and free of numbers that
+/// would be rounded (422 with each number's pointer; see [`crate::domain::numbers`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -18,29 +24,101 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(Error::UnsupportedMediaType(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(
+                    "the request body exceeds the limit (STREAMGUARD_MAX_BODY_BYTES); split the batch"
+                        .into(),
+                ),
+                _ => Error::BadRequest(rejection.body_text()),
+            })?;
+        parse_json(&bytes).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> Error {
-    let text = rejection.body_text();
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(
-            "the request body exceeds the limit (STREAMGUARD_MAX_BODY_BYTES); split the batch"
-                .into(),
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(
-            "send the body as JSON with `Content-Type: application/json`".into(),
-        ),
-        StatusCode::UNPROCESSABLE_ENTITY => Error::Unprocessable {
-            detail: text,
-            errors: vec![],
-        },
-        _ => Error::BadRequest(text),
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Parses a JSON body strictly (see [`Json`]).
+///
+/// # Errors
+/// [`Error::Malformed`] (400) for text that is not JSON, [`Error::Unprocessable`] (422)
+/// for the wrong shape or a number that would be rounded; each names its JSON pointer.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let pointer = pointer(e.path());
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        if message.contains("recursion limit exceeded") {
+            Error::Unprocessable {
+                detail: "the body nests deeper than the JSON parser allows (128 levels)".into(),
+                errors: vec![FieldError::limit(
+                    pointer,
+                    format!("nested too deeply ({message}); rows may nest at most STREAMGUARD_MAX_DEPTH levels"),
+                    "STREAMGUARD_MAX_DEPTH",
+                )],
+            }
+        } else if inner.classify() == serde_json::error::Category::Data {
+            Error::Unprocessable {
+                detail: format!("the body does not have the expected shape: {message}"),
+                errors: vec![FieldError::new(pointer, message)],
+            }
+        } else {
+            Error::Malformed {
+                detail: format!("the body is not valid JSON: {message}"),
+                errors: vec![FieldError::new(pointer, message)],
+            }
+        }
+    })?;
+    deserializer.end().map_err(|e| Error::Malformed {
+        detail: format!("the body has more after its JSON value: {e}"),
+        errors: vec![FieldError::new("", e.to_string())],
+    })?;
+    let inexact = numbers::inexact_numbers(bytes, MAX_REPORTED_ERRORS);
+    if !inexact.is_empty() {
+        return Err(Error::Unprocessable {
+            detail: format!(
+                "{} number(s) would lose precision; nothing was accepted",
+                inexact.len()
+            ),
+            errors: inexact,
+        });
     }
+    Ok(value)
+}
+
+/// A `serde_path_to_error` path as a JSON pointer (`rows[3].game_id` → `/rows/3/game_id`).
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(format!("/{index}")),
+            Segment::Map { key } => Some(format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+            Segment::Enum { variant } => Some(format!("/{variant}")),
+            Segment::Unknown => None,
+        })
+        .collect()
 }
 
 /// `axum::extract::Path` with problem+json rejections.

@@ -16,11 +16,30 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<Value> {
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive.", body = crate::http::openapi::HealthBody)),
+    security(())
+)]
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
+/// Readiness: the database answers and every migration is applied.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = crate::http::openapi::ReadyBody),
+        (status = 503, description = "The database is unreachable or migrations are missing; `detail` says which.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
     match state.store.readiness().await {
         Ok(None) => match state.warehouse.readiness().await {
             Ok(()) => Ok(Json(

@@ -7,13 +7,19 @@
 //! | `GET /v1/conflicts/unresolved`, `/summary`, `/{conflict_id}` | [`conflicts`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
+//! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
+//!
+//! Every route sits behind [`auth::authorize`] (bearer tokens with scopes; the table of
+//! what each route needs is in [`auth`]).
 
+pub mod auth;
 pub mod batches;
 pub mod conflicts;
 pub mod emulator;
 mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::Actor;
 pub use error::{Error, Problem, Result};
 
 use crate::config::Settings;
@@ -52,20 +59,25 @@ pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .merge(batches::router())
         .merge(conflicts::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(openapi::router());
     if state.emulator.is_some() {
         api = api.merge(emulator::router());
     }
     // Requests may wait up to max_wait for a first attempt; the timeout leaves room for that.
     let timeout = state.settings.max_wait + Duration::from_secs(30);
     api.fallback(|| async { Error::NotFound("no such route; see README for the API".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, actor = tracing::field::Empty)
+        }).on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

@@ -26,7 +26,24 @@ pub struct Intake {
 }
 
 /// A batch and its units, as `GET /v1/batches/{id}` shows them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "batch_id": "5b0f3c1e-2a7d-4c1b-9f3e-6d2a8b4c0e11",
+    "processor_name": "bdl_boxscores_processor",
+    "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
+    "created_at": "2026-01-25T09:14:03Z",
+    "units": [{
+        "unit_id": "0c4a9e2f-7b1d-4e3a-8c5f-1a2b3c4d5e6f",
+        "key": {"game_id": "20260124_LAL_BOS"},
+        "partition": "2026-01-24",
+        "state": "deferred",
+        "rows": 26,
+        "attempts": 1,
+        "conflict_id": "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a",
+        "next_attempt_at": "2026-01-25T09:19:03Z",
+        "error": "UPDATE or DELETE statement over table nba-props-platform.nba_raw.bdl_player_boxscores would affect rows in the streaming buffer, which is not supported"
+    }]
+}))]
 pub struct BatchView {
     /// The batch's id.
     pub batch_id: Uuid,
@@ -41,7 +58,7 @@ pub struct BatchView {
 }
 
 /// One write unit's current state.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct UnitView {
     /// The unit's id.
     pub unit_id: Uuid,

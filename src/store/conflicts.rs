@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Error, Store};
 
 /// One row of the daily summary: the seed's columns plus `table` and `sample_keys`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SummaryRow {
     /// The UTC day the conflicts were first seen.
     pub date: NaiveDate,
@@ -34,7 +34,7 @@ pub struct SummaryRow {
 
 /// One unresolved conflict: the seed's columns plus the table, the key, and what the
 /// service will do next.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct UnresolvedRow {
     /// The conflict.
     pub conflict_id: Uuid,
@@ -67,7 +67,7 @@ pub struct UnresolvedRow {
 }
 
 /// One conflict, every seed column.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConflictRow {
     /// The conflict.
     pub conflict_id: Uuid,
@@ -110,7 +110,7 @@ pub struct ConflictRow {
 }
 
 /// One attempt on a conflict's unit.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptRow {
     /// Attempt number (1-based).
     pub attempt: i32,

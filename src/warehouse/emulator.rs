@@ -101,7 +101,7 @@ pub struct EmulatorSettings {
 }
 
 /// One stored row, as `GET /emulator/tables/{table}/rows` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredRow {
     /// The row's columns.
     pub data: Value,

@@ -4,9 +4,13 @@
 
 mod helpers;
 
+mod auth;
 mod backfill;
+mod batch_properties;
 mod bigquery;
 mod crash;
+mod hostile_input;
 mod intake;
+mod openapi;
 mod scheduling;
 mod store;

@@ -1,0 +1,206 @@
+//! Numbers that would not survive parsing exactly.
+//!
+//! `serde_json` (without its `arbitrary_precision` feature, which this service does not
+//! enable because it changes how every crate in the build sees numbers) parses an integer
+//! beyond the 64-bit range into an `f64` and rounds a decimal with more digits than an
+//! `f64` holds — silently. (Its `float_roundtrip` feature *is* enabled, so that every
+//! shortest-form float parses back to itself; without it the fast parser may be one unit
+//! in the last place off, which the property tests caught.) A backfill that lands rounded numbers is not exactly-once, so
+//! the request body's text is scanned for such numbers before anything is accepted.
+//!
+//! The rules: an integer literal (no `.`, `e` or `E`) must fit BigQuery's INT64 (`i64`,
+//! ±9,223,372,036,854,775,807); any other number must be the shortest decimal form of the
+//! `f64` it parses to, up to trailing zeros and exponent notation (`0.1`, `2.50`, `1e3`
+//! pass; `0.30000000000000000001`, `1e-400` do not). Send such values as strings.
+
+use super::batch::FieldError;
+
+/// Scans a JSON text that `serde_json` has already parsed (so it is well-formed) and
+/// returns, for each number that would not be kept exactly, a [`FieldError`] with its JSON
+/// pointer (e.g. `/rows/3/points`); at most `max` of them.
+pub fn inexact_numbers(text: &[u8], max: usize) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < text.len() && errors.len() < max {
+        match text[i] {
+            b'{' => {
+                stack.push(Frame::Object {
+                    key: None,
+                    expecting_key: true,
+                });
+                i += 1;
+            }
+            b'[' => {
+                stack.push(Frame::Array { index: 0 });
+                i += 1;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                i += 1;
+            }
+            b',' => {
+                match stack.last_mut() {
+                    Some(Frame::Array { index }) => *index += 1,
+                    Some(Frame::Object { expecting_key, .. }) => *expecting_key = true,
+                    None => {}
+                }
+                i += 1;
+            }
+            b'"' => {
+                let end = string_end(text, i);
+                if let Some(Frame::Object { key, expecting_key }) = stack.last_mut() {
+                    if *expecting_key {
+                        *key = serde_json::from_slice::<String>(&text[i..end]).ok();
+                        *expecting_key = false;
+                    }
+                }
+                i = end;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = text[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .map_or(text.len(), |n| i + n);
+                let literal = std::str::from_utf8(&text[i..end]).unwrap_or_default();
+                if let Err(detail) = check_number(literal) {
+                    errors.push(FieldError::new(pointer(&stack), detail));
+                }
+                i = end;
+            }
+            _ => i += 1, // whitespace, `:`, and the letters of true/false/null
+        }
+    }
+    errors
+}
+
+enum Frame {
+    Object {
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    Array {
+        index: usize,
+    },
+}
+
+fn pointer(stack: &[Frame]) -> String {
+    stack
+        .iter()
+        .map(|f| match f {
+            Frame::Object { key, .. } => format!(
+                "/{}",
+                key.as_deref()
+                    .unwrap_or_default()
+                    .replace('~', "~0")
+                    .replace('/', "~1")
+            ),
+            Frame::Array { index } => format!("/{index}"),
+        })
+        .collect()
+}
+
+/// The index just past the string starting at `start` (a `"`).
+fn string_end(text: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    text.len()
+}
+
+/// `Ok` when `literal` is kept exactly; otherwise why not.
+pub fn check_number(literal: &str) -> Result<(), String> {
+    if !literal.contains(['.', 'e', 'E']) {
+        return literal.parse::<i64>().map(|_| ()).map_err(|_| {
+            format!("the integer {literal} is beyond the 64-bit range (BigQuery INT64, ±9223372036854775807) and would be rounded; send it as a string")
+        });
+    }
+    let parsed: Option<f64> = serde_json::from_str(literal).ok();
+    let exact = parsed
+        .filter(|f| f.is_finite())
+        .is_some_and(|f| decimal(literal) == decimal(&format!("{f:e}")));
+    if exact {
+        Ok(())
+    } else {
+        Err(format!(
+            "the number {literal} has more precision or range than a 64-bit float (BigQuery FLOAT64) keeps and would be changed; send it as a string"
+        ))
+    }
+}
+
+/// A decimal literal as (negative, significant digits, power of ten), trailing zeros
+/// folded into the power; zero is `(false, "", 0)`. `None` when the exponent overflows.
+fn decimal(literal: &str) -> Option<(bool, String, i64)> {
+    let (negative, unsigned) = match literal.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, literal),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let power = exponent
+        .checked_sub(i64::try_from(fraction.len()).ok()?)?
+        .checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
+    Some((negative, trimmed.to_owned(), power))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_numbers_pass() {
+        for ok in [
+            "0",
+            "-0",
+            "28",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "0.1",
+            "2.50",
+            "1e3",
+            "1.5E-7",
+            "-0.0",
+            "123456.789",
+            "1.7976931348623157e308",
+        ] {
+            assert_eq!(check_number(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rounded_numbers_are_named() {
+        for bad in [
+            "9223372036854775808",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.30000000000000000001",
+            "3.14159265358979323846",
+            "1e-400",
+            "12345678901234567890.5",
+        ] {
+            assert!(check_number(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn pointers_name_row_and_column() {
+        let body = br#"{"rows": [{"game_id": "g1", "points": 1}, {"a\/b": [1, 2, 99999999999999999999], "points": 0.1}], "x": 1e-999}"#;
+        let errors = inexact_numbers(body, 10);
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, vec!["/rows/1/a~1b/2", "/x"]);
+    }
+}
