@@ -30,25 +30,45 @@ pub const MAX_REPORTED_ERRORS: usize = 20;
 }))]
 pub struct BatchRequest {
     /// Who sends the batch, e.g. `bdl_boxscores_processor`; the breaker's default scope.
+    /// 1 to 128 printable ASCII characters without spaces.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub processor_name: String,
-    /// Target table, `project.dataset.table`.
+    /// Target table, `project.dataset.table` (BigQuery's naming rules, ASCII only; see
+    /// [`TableRef`]).
+    #[schema(
+        pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_-]{1,1024}$"
+    )]
     pub table: String,
-    /// Columns whose values identify one replaceable slice, e.g. `["game_id"]`.
+    /// Columns whose values identify one replaceable slice, e.g. `["game_id"]` (at least
+    /// one; at most `STREAMGUARD_MAX_KEY_COLUMNS`).
+    #[schema(min_items = 1, inline, value_type = Vec<ColumnNameSchema>)]
     pub key_columns: Vec<String>,
     /// The table's partition column, e.g. `game_date`; part of every unit's key when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ColumnNameSchema>)]
     pub partition_column: Option<String>,
     /// The rows, JSON objects that carry every key column (and the partition column).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<Value>,
     /// Keys (objects of the key columns and the partition column) whose rows are to be
     /// deleted without replacement: a pure delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub delete_keys: Vec<Value>,
     /// Re-posting the same key returns the original batch instead of writing again.
+    /// 1 to 255 printable ASCII characters without spaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[!-~]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
+
+/// A BigQuery column name as the OpenAPI document describes it: letters, digits and
+/// underscores, starting with a letter or underscore, at most 300 characters (the reserved
+/// prefixes of [`ColumnName`] are checked by the service, not the pattern).
+#[derive(utoipa::ToSchema)]
+#[schema(as = ColumnName, value_type = String, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,299}$", example = "game_id")]
+pub struct ColumnNameSchema(pub String);
 
 /// One problem with a request: where (a JSON pointer into the body) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

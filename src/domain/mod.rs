@@ -5,7 +5,7 @@
 pub mod batch;
 pub mod conflict;
 pub mod names;
-pub mod numbers;
+pub mod raw_json;
 pub mod retry;
 pub mod unit;
 

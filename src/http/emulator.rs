@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct InsertAllRequest {
     /// Rows (JSON objects) to stream into the buffer.
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<Value>,
     /// How long these rows stay buffered (`30s`, `20s..60s`); the configured
     /// `STREAMGUARD_EMULATOR_BUFFER` when absent.

@@ -10,13 +10,13 @@ use serde::de::DeserializeOwned;
 
 use super::Error;
 use crate::domain::batch::MAX_REPORTED_ERRORS;
-use crate::domain::{numbers, FieldError};
+use crate::domain::{raw_json, FieldError};
 
 /// A strict `axum::Json` with problem+json rejections. The body must be
 /// `application/json` (413 past `STREAMGUARD_MAX_BODY_BYTES`), well-formed (400 naming the
 /// JSON pointer the parser reached: syntax, invalid UTF-8, lone surrogate escapes such as
 /// `"\ud800"`), of the expected shape (422 with the pointer), and free of numbers that
-/// would be rounded (422 with each number's pointer; see [`crate::domain::numbers`]).
+/// would be rounded (422 with each number's pointer; see [`crate::domain::raw_json`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -95,7 +95,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         detail: format!("the body has more after its JSON value: {e}"),
         errors: vec![FieldError::new("", e.to_string())],
     })?;
-    let inexact = numbers::inexact_numbers(bytes, MAX_REPORTED_ERRORS);
+    let inexact = raw_json::scan(bytes, MAX_REPORTED_ERRORS);
     if !inexact.is_empty() {
         return Err(Error::Unprocessable {
             detail: format!(

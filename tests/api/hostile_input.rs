@@ -186,6 +186,13 @@ async fn malformed_batches_name_row_and_column_and_change_nothing(pool: PgPool) 
             "/rows/0/player_lookup",
         ),
         raw(
+            "NUL character (Postgres cannot store it)",
+            good.replace("lebronjames", "lebron\\u0000james")
+                .into_bytes(),
+            422,
+            "/rows/0/player_lookup",
+        ),
+        raw(
             "invalid UTF-8",
             good.replace("lebronjames", "lebron\u{1}james")
                 .into_bytes()

@@ -1,4 +1,7 @@
-//! Numbers that would not survive parsing exactly.
+//! Checks on a JSON body's text that parsing cannot make: numbers that would not survive
+//! parsing exactly, and NUL characters (`\u0000`), which Postgres cannot store in `jsonb`
+//! (it refuses them with "unsupported Unicode escape sequence") and which no BigQuery
+//! identifier or sensible value contains.
 //!
 //! `serde_json` (without its `arbitrary_precision` feature, which this service does not
 //! enable because it changes how every crate in the build sees numbers) parses an integer
@@ -16,9 +19,10 @@
 use super::batch::FieldError;
 
 /// Scans a JSON text that `serde_json` has already parsed (so it is well-formed) and
-/// returns, for each number that would not be kept exactly, a [`FieldError`] with its JSON
-/// pointer (e.g. `/rows/3/points`); at most `max` of them.
-pub fn inexact_numbers(text: &[u8], max: usize) -> Vec<FieldError> {
+/// returns, for each number that would not be kept exactly and each string (value or
+/// member name) holding a NUL character, a [`FieldError`] with its JSON pointer (e.g.
+/// `/rows/3/points`); at most `max` of them.
+pub fn scan(text: &[u8], max: usize) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
@@ -49,11 +53,18 @@ pub fn inexact_numbers(text: &[u8], max: usize) -> Vec<FieldError> {
             }
             b'"' => {
                 let end = string_end(text, i);
+                let raw = &text[i..end];
                 if let Some(Frame::Object { key, expecting_key }) = stack.last_mut() {
                     if *expecting_key {
-                        *key = serde_json::from_slice::<String>(&text[i..end]).ok();
+                        *key = serde_json::from_slice::<String>(raw).ok();
                         *expecting_key = false;
                     }
+                }
+                if has_nul(raw) {
+                    errors.push(FieldError::new(
+                        pointer(&stack),
+                        "a NUL character (\\u0000) cannot be stored; remove it",
+                    ));
                 }
                 i = end;
             }
@@ -98,6 +109,12 @@ fn pointer(stack: &[Frame]) -> String {
             Frame::Array { index } => format!("/{index}"),
         })
         .collect()
+}
+
+/// Whether a raw JSON string (quotes included) decodes to text holding U+0000.
+fn has_nul(raw: &[u8]) -> bool {
+    raw.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && serde_json::from_slice::<String>(raw).is_ok_and(|s| s.contains('\0'))
 }
 
 /// The index just past the string starting at `start` (a `"`).
@@ -199,8 +216,15 @@ mod tests {
     #[test]
     fn pointers_name_row_and_column() {
         let body = br#"{"rows": [{"game_id": "g1", "points": 1}, {"a\/b": [1, 2, 99999999999999999999], "points": 0.1}], "x": 1e-999}"#;
-        let errors = inexact_numbers(body, 10);
+        let errors = scan(body, 10);
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(pointers, vec!["/rows/1/a~1b/2", "/x"]);
+    }
+
+    #[test]
+    fn nul_characters_are_found_in_values_and_names_but_not_escaped_backslashes() {
+        let body = br#"{"rows": [{"player": "a\u0000b", "ok": "\\u0000", "k\u0000": 1}]}"#;
+        let pointers: Vec<String> = scan(body, 10).into_iter().map(|e| e.pointer).collect();
+        assert_eq!(pointers, vec!["/rows/0/player", "/rows/0/k\0"]);
     }
 }
