@@ -47,7 +47,9 @@ impl App {
     /// Like [`App::build`], over an existing store (tests pass the pool `#[sqlx::test]` made).
     ///
     /// # Errors
-    /// When a migration fails, the address cannot be bound, or the BigQuery credentials
+    /// When no token is configured and the address is not loopback (unless
+    /// `STREAMGUARD_ALLOW_ANONYMOUS=true`; see [`http::auth::check_exposure`]), when a
+    /// migration fails, the address cannot be bound, or the BigQuery credentials
     /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
     /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {

@@ -48,6 +48,10 @@ pub struct BackfillArgs {
     /// Print no live lines, only the final table.
     #[arg(long)]
     pub quiet: bool,
+    /// Bearer token for a service with access control; it needs the `write` and `read`
+    /// scopes. None for a service without tokens.
+    #[arg(long, env = "STREAMGUARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// The demo's final figures.
@@ -200,8 +204,16 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
 /// # Errors
 /// When the service cannot be reached or answers unexpectedly.
 pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::Result<Report> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &args.token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("--token / STREAMGUARD_TOKEN must be printable ASCII")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()?;
     let base = args.url.trim_end_matches('/');
     let games = games(args.games, args.buffered, args.start_date);

@@ -210,3 +210,40 @@ async fn no_tokens_on_a_public_address_is_refused(pool: PgPool) {
         "{message}"
     );
 }
+
+#[sqlx::test]
+async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.access.tokens = Tokens::parse(
+            &format!("demo write,read {}", token_digest("demo-token")),
+            "test",
+        )
+        .unwrap();
+    })
+    .await;
+    let mut args = streamguard::demo::BackfillArgs {
+        url: app.base.clone(),
+        games: 4,
+        buffered: 2,
+        buffer: "1s".into(),
+        players: 2,
+        table: TABLE.into(),
+        start_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 24).unwrap(),
+        timeout: std::time::Duration::from_secs(30),
+        quiet: true,
+        token: None,
+    };
+    assert!(
+        streamguard::demo::run(&args, |_| {}).await.is_err(),
+        "refused without a token"
+    );
+
+    args.token = Some("demo-token".into());
+    let report = streamguard::demo::run(&args, |_| {})
+        .await
+        .expect("demo runs");
+    assert_eq!(report.files, 4);
+    assert_eq!((report.unresolved, report.failed), (0, 0));
+    assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    app.stop().await;
+}

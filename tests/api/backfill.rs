@@ -22,6 +22,7 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
         timeout: Duration::from_secs(60),
         quiet: true,
+        token: None,
     };
 
     let report = demo::run(&args, |_| {}).await.expect("demo runs");
