@@ -807,6 +807,43 @@ mod tests {
     }
 
     #[test]
+    fn row_size_depth_names_and_key_lengths_are_limited_and_named() {
+        let limits = BatchLimits {
+            max_row_bytes: 120,
+            max_depth: 2,
+            max_name_chars: 12,
+            max_key_value_chars: 10,
+            ..BatchLimits::default()
+        };
+        let errors = request(json!([
+            {"game_id": "g1", "game_date": "d", "notes": "x".repeat(200)},
+            {"game_id": "g2", "game_date": "d", "stats": {"fg": [1]}},
+            {"game_id": "g3", "game_date": "d", "rebounds_offensive": 3},
+            {"game_id": "20260124_LAL_BOS", "game_date": "d"},
+            {"game_id": "g5", "game_date": "d", "stats": {"bad name": 1}},
+        ]))
+        .validate(&limits)
+        .unwrap_err();
+        let found: Vec<(&str, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.pointer.as_str(), e.limit.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("/rows/0", Some("STREAMGUARD_MAX_ROW_BYTES")),
+                ("/rows/1/stats/fg", Some("STREAMGUARD_MAX_DEPTH")),
+                (
+                    "/rows/2/rebounds_offensive",
+                    Some("STREAMGUARD_MAX_NAME_CHARS")
+                ),
+                ("/rows/3/game_id", Some("STREAMGUARD_MAX_KEY_VALUE_CHARS")),
+                ("/rows/4/stats/bad name", None),
+            ]
+        );
+    }
+
+    #[test]
     fn json_pointer_tokens_are_escaped() {
         assert_eq!(pointer_token("a/b~c"), "a~1b~0c");
     }
