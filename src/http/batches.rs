@@ -54,15 +54,18 @@ pub struct CreateParams {
 #[utoipa::path(
     post,
     path = "/v1/batches",
+    operation_id = "create_batch",
     tag = "batches",
     params(CreateParams),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted; units are pending.", body = BatchView,
             headers(("Location" = String, description = "`/v1/batches/{batch_id}`"),
-                    ("Idempotent-Replayed" = String, description = "`true` when an idempotency key replayed an earlier batch"))),
+                    ("Idempotent-Replayed" = String, description = "`true` when an idempotency key replayed an earlier batch")),
+            links(("GetBatch" = (operation_id = "get_batch", parameters(("batch_id" = "$response.body#/batch_id")), description = "Follow the batch's units.")))),
         (status = 200, description = "With `?wait=`: the units after their first attempt (or when the wait ran out).", body = BatchView,
-            headers(("Location" = String, description = "`/v1/batches/{batch_id}`"))),
+            headers(("Location" = String, description = "`/v1/batches/{batch_id}`")),
+            links(("GetBatch" = (operation_id = "get_batch", parameters(("batch_id" = "$response.body#/batch_id")), description = "Follow the batch's units.")))),
         (status = 400, description = "The body is not JSON (syntax, invalid UTF-8, a lone surrogate escape), or `wait` is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -147,6 +150,7 @@ pub(crate) async fn create(
 #[utoipa::path(
     get,
     path = "/v1/batches/{batch_id}",
+    operation_id = "get_batch",
     tag = "batches",
     params(("batch_id" = Uuid, Path, description = "The batch's id, from `Location`.")),
     responses(

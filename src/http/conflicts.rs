@@ -80,6 +80,7 @@ pub struct ConflictDetail {
 #[utoipa::path(
     get,
     path = "/v1/conflicts/unresolved",
+    operation_id = "unresolved_conflicts",
     tag = "conflicts",
     params(HoursParams),
     responses(
@@ -110,6 +111,7 @@ pub(crate) async fn unresolved(
 #[utoipa::path(
     get,
     path = "/v1/conflicts/summary",
+    operation_id = "conflict_summary",
     tag = "conflicts",
     params(DaysParams),
     responses(
@@ -139,6 +141,7 @@ pub(crate) async fn summary(
 #[utoipa::path(
     get,
     path = "/v1/conflicts/{conflict_id}",
+    operation_id = "get_conflict",
     tag = "conflicts",
     params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
     responses(

@@ -78,6 +78,7 @@ fn table(raw: &str) -> Result<TableRef> {
 #[utoipa::path(
     post,
     path = "/emulator/tables/{table}/insertAll",
+    operation_id = "emulator_insert_all",
     tag = "emulator",
     params(("table" = String, Path, description = "`project.dataset.table`", example = "nba-props-platform.nba_raw.bdl_player_boxscores")),
     request_body(content = InsertAllRequest, content_type = "application/json"),
@@ -139,6 +140,7 @@ pub(crate) async fn insert_all(
 #[utoipa::path(
     get,
     path = "/emulator/tables/{table}/rows",
+    operation_id = "emulator_rows",
     tag = "emulator",
     params(("table" = String, Path, description = "`project.dataset.table`", example = "nba-props-platform.nba_raw.bdl_player_boxscores")),
     responses(

@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "health",
     responses((status = 200, description = "Alive.", body = crate::http::openapi::HealthBody)),
     security(())
@@ -32,6 +33,7 @@ pub(crate) async fn healthz() -> Json<Value> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "health",
     responses(
         (status = 200, description = "Ready.", body = crate::http::openapi::ReadyBody),

@@ -182,6 +182,7 @@ pub struct ReadyBody {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "openapi_json",
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document (as checked in at openapi/openapi.json).", content_type = "application/json", body = Object)),
     security((), ("bearer" = ["read"]))
@@ -195,6 +196,7 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
 #[utoipa::path(
     get,
     path = "/docs",
+    operation_id = "docs",
     tag = "meta",
     responses((status = 200, description = "An HTML page.", content_type = "text/html", body = String)),
     security((), ("bearer" = ["read"]))
@@ -222,10 +224,16 @@ mod tests {
     }
 
     #[test]
-    fn every_operation_documents_its_errors_as_problem_json() {
+    fn every_operation_has_a_unique_id_and_documents_its_errors_as_problem_json() {
         let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        let mut operation_ids = std::collections::BTreeSet::new();
         for (path, item) in spec["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    !id.is_empty() && operation_ids.insert(id),
+                    "{method} {path}: operationId missing or not unique"
+                );
                 let responses = op["responses"].as_object().unwrap();
                 assert!(responses.contains_key("500"), "{method} {path}");
                 let needs_token_sometimes = op["security"]
