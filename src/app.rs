@@ -30,9 +30,14 @@ impl App {
     /// and binds the listener.
     ///
     /// # Errors
-    /// When Postgres is unreachable, a migration fails, or the address cannot be bound;
-    /// the message says which.
+    /// When no token is configured on a non-loopback address (see
+    /// [`http::auth::check_exposure`]), Postgres is unreachable, a migration fails, or the
+    /// address cannot be bound; the message says which.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Refuse an open service before touching the database (checked again below for
+        // callers of build_with_store).
+        http::auth::check_exposure(&settings.access, settings.listen)
+            .map_err(anyhow::Error::msg)?;
         let store = Store::connect(&settings.database_url, settings.concurrency + 10)
             .await
             .with_context(|| {
