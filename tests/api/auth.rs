@@ -247,3 +247,53 @@ async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: P
     assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
     app.stop().await;
 }
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[sqlx::test]
+async fn the_token_name_is_logged_and_the_token_never(pool: PgPool) {
+    // `#[sqlx::test]` runs on a current-thread runtime, so the server's tasks run on this
+    // thread and see this thread's default subscriber.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = secured(pool, true).await;
+
+    let batch = game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 1, "v1");
+    let (status, _, _) = app
+        .post_raw(
+            "/v1/batches",
+            "application/json",
+            body(&batch),
+            Some("w-token"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _, _) = app.get_as("/v1/conflicts/summary", Some("r-token")).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("actor=\"bdl-processor\""), "{log}");
+    assert!(log.contains("actor=\"dashboard\""), "{log}");
+    for secret in ["w-token", "r-token", &token_digest("w-token")] {
+        assert!(!log.contains(secret), "the log shows {secret}");
+    }
+}
