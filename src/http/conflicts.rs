@@ -49,6 +49,25 @@ fn default_days() -> u32 {
 
 /// `GET /v1/conflicts/unresolved`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "hours": 24,
+    "conflicts": [{
+        "conflict_id": "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a",
+        "timestamp": "2026-01-25T09:14:04Z",
+        "processor_name": "bdl_boxscores_processor",
+        "game_id": "20260124_LAL_BOS",
+        "game_date": "2026-01-24",
+        "retry_attempt": 2,
+        "error_message": "UPDATE or DELETE statement over table nba-props-platform.nba_raw.bdl_player_boxscores would affect rows in the streaming buffer, which is not supported",
+        "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
+        "key": {"game_id": "20260124_LAL_BOS"},
+        "conflict_type": "streaming_buffer",
+        "max_retries": 8,
+        "resolution_method": null,
+        "unit_state": "deferred",
+        "next_attempt_at": "2026-01-25T09:34:04Z"
+    }]
+}))]
 pub struct UnresolvedResponse {
     /// The window, hours.
     pub hours: u32,
@@ -58,6 +77,20 @@ pub struct UnresolvedResponse {
 
 /// `GET /v1/conflicts/summary`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "days": 7,
+    "summary": [{
+        "date": "2026-01-25",
+        "processor_name": "bdl_boxscores_processor",
+        "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
+        "total_conflicts": 56,
+        "resolved": 56,
+        "unresolved": 0,
+        "avg_retries": 1.4,
+        "sample_games": ["20260117_ATL_BOS", "20260124_LAL_BOS"],
+        "sample_keys": [{"game_id": "20260117_ATL_BOS"}, {"game_id": "20260124_LAL_BOS"}]
+    }]
+}))]
 pub struct SummaryResponse {
     /// The window, days.
     pub days: u32,

@@ -36,6 +36,7 @@ pub struct InsertAllRequest {
 
 /// Answer of insertAll.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "inserted": 26, "buffered_until": "2026-01-25T09:15:00Z"}))]
 pub struct InsertAllResponse {
     /// The table.
     pub table: String,
@@ -47,6 +48,15 @@ pub struct InsertAllResponse {
 
 /// Answer of `GET /emulator/tables/{table}/rows`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
+    "total_rows": 2,
+    "buffered_rows": 1,
+    "rows": [
+        {"data": {"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24", "player_lookup": "lebronjames", "points": 28, "rebounds": 8, "assists": 9}, "buffered": false, "buffered_until": null},
+        {"data": {"game_id": "20260124_MIA_NYK", "game_date": "2026-01-24", "player_lookup": "jalenbrunson", "points": 35, "rebounds": 4, "assists": 7}, "buffered": true, "buffered_until": "2026-01-25T09:15:00Z"}
+    ]
+}))]
 pub struct RowsResponse {
     /// The table.
     pub table: String,
