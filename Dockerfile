@@ -10,12 +10,14 @@ WORKDIR /src
 
 # Dependencies first, in their own layer: a stub crate with the real manifests, so this
 # (slow) layer is rebuilt only when Cargo.toml or Cargo.lock change. The stub test file is
-# there because Cargo.toml declares the `api` test target.
+# and bench files are there because Cargo.toml declares the `api` test and `job_table`
+# bench targets, and cargo refuses a manifest whose declared targets are missing.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/api \
+RUN mkdir -p src tests/api benches \
  && echo 'fn main() {}' > src/main.rs \
  && echo '//! stub' > src/lib.rs \
  && echo '' > tests/api/main.rs \
+ && echo 'fn main() {}' > benches/job_table.rs \
  && cargo build --release --locked --bin streamguard \
  && rm -rf src
 
