@@ -9,7 +9,7 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in their own layer: a stub crate with the real manifests, so this
-# (slow) layer is rebuilt only when Cargo.toml or Cargo.lock change. The stub test file is
+# (slow) layer is rebuilt only when Cargo.toml or Cargo.lock change. The stub test
 # and bench files are there because Cargo.toml declares the `api` test and `job_table`
 # bench targets, and cargo refuses a manifest whose declared targets are missing.
 COPY Cargo.toml Cargo.lock ./
