@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::notify::Notifier;
 use crate::scheduler::{Scheduler, SchedulerSettings};
-use crate::store::Store;
+use crate::store::{Store, StoreConfig};
 use crate::warehouse::bigquery::BigQuery;
 use crate::warehouse::emulator::Emulator;
 use crate::warehouse::Warehouse;
@@ -23,6 +24,7 @@ pub struct App {
     address: SocketAddr,
     state: AppState,
     scheduler: Option<Arc<Scheduler>>,
+    notifier: Arc<Notifier>,
 }
 
 impl App {
@@ -61,6 +63,18 @@ impl App {
         http::auth::check_exposure(&settings.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
         store.migrate().await.context("applying migrations")?;
+        let store = store.with_config(StoreConfig {
+            breaker: settings.breaker,
+            breaker_scope: settings.breaker_scope,
+            alert_channels: settings.alerts.channel_names(),
+            retry_horizon: settings.retry.horizon(),
+        });
+        let channels = settings.alerts.channels().map_err(anyhow::Error::msg)?;
+        let notifier = Arc::new(Notifier::new(
+            store.clone(),
+            channels,
+            settings.alerts.clone(),
+        ));
         let (warehouse, emulator): (Arc<dyn Warehouse>, Option<Emulator>) = match &settings.bigquery
         {
             Some(bq) => {
@@ -117,6 +131,7 @@ impl App {
             address,
             state,
             scheduler,
+            notifier,
         })
     }
 
@@ -144,11 +159,15 @@ impl App {
             max_attempts = settings.retry.max_attempts(),
             give_up_after = ?settings.retry.horizon(),
             emulator_buffer = ?settings.emulator.buffer,
+            breaker_scope = ?settings.breaker_scope,
+            breaker_open_for = ?settings.breaker.open_for,
+            alert_channels = ?settings.alerts.channel_names(),
             "streamguard listening"
         );
         let scheduler = self
             .scheduler
             .map(|s| tokio::spawn(s.run(shutdown.clone())));
+        let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
         let router = http::router(self.state);
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -156,6 +175,7 @@ impl App {
         if let Some(handle) = scheduler {
             handle.await.context("scheduler task panicked")?;
         }
+        notifier.await.context("alert worker panicked")?;
         served.context("HTTP server failed")
     }
 }

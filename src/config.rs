@@ -12,6 +12,9 @@ use crate::domain::batch::BatchLimits;
 use crate::domain::{ColumnName, RetryPolicy, TableRef};
 use crate::http::auth::{AccessSettings, Tokens};
 use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
+use crate::domain::breaker::{BreakerScope, BreakerSettings};
+use crate::notify::email::{SmtpSettings, SmtpTls};
+use crate::notify::AlertSettings;
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
 /// The default database: a local Postgres database named `streamguard` (created if missing).
@@ -262,6 +265,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub breaker: BreakerArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub alerts: AlertArgs,
 }
 
 /// Access control flags (see [`crate::http::auth`]).
@@ -345,6 +356,78 @@ impl AccessArgs {
     }
 }
 
+/// Circuit-breaker flags (`STREAMGUARD_BREAKER_*`); defaults are the seed's Phase 3.
+#[derive(Debug, Clone, Args)]
+pub struct BreakerArgs {
+    /// What one breaker covers: `processor` (processor_name) or `table`.
+    #[arg(long, env = "STREAMGUARD_BREAKER_SCOPE", default_value = "processor", value_parser = parse_breaker_scope)]
+    pub breaker_scope: BreakerScope,
+    /// Trips when the conflict share of the window is more than this fraction.
+    #[arg(long, env = "STREAMGUARD_BREAKER_THRESHOLD", default_value_t = 0.5, value_parser = parse_threshold)]
+    pub breaker_threshold: f64,
+    /// ...over at least this many outcomes.
+    #[arg(long, env = "STREAMGUARD_BREAKER_MIN_OUTCOMES", default_value_t = 3, value_parser = parse_min_outcomes)]
+    pub breaker_min_outcomes: u32,
+    /// The window: the last this many outcomes...
+    #[arg(long, env = "STREAMGUARD_BREAKER_WINDOW_OUTCOMES", default_value_t = 20, value_parser = parse_window_outcomes)]
+    pub breaker_window_outcomes: u32,
+    /// ...no older than this.
+    #[arg(long, env = "STREAMGUARD_BREAKER_WINDOW", default_value = "10m", value_parser = parse_breaker_window)]
+    pub breaker_window: Duration,
+    /// How long a trip stays open before one probe is let through; doubles after each
+    /// failed probe. Default `30m` (the seed's) against BigQuery, `30s` against the emulator.
+    #[arg(long, env = "STREAMGUARD_BREAKER_OPEN_FOR", value_parser = parse_open_for)]
+    pub breaker_open_for: Option<Duration>,
+    /// Cap of the doubling open time. Default `4h` against BigQuery, `4m` against the emulator.
+    #[arg(long, env = "STREAMGUARD_BREAKER_MAX_OPEN_FOR", value_parser = parse_open_for)]
+    pub breaker_max_open_for: Option<Duration>,
+}
+
+/// Alert flags (`STREAMGUARD_ALERT_*`). With no channel set, alerts are only logged.
+#[derive(Debug, Clone, Args)]
+pub struct AlertArgs {
+    /// Slack incoming-webhook URL.
+    #[arg(long, env = "STREAMGUARD_ALERT_SLACK_WEBHOOK")]
+    pub alert_slack_webhook: Option<String>,
+    /// Generic JSON webhook URL.
+    #[arg(long, env = "STREAMGUARD_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
+    /// SMTP server host; e-mail alerts are on when set.
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_HOST")]
+    pub alert_smtp_host: Option<String>,
+    /// SMTP port.
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_PORT", default_value_t = 587)]
+    pub alert_smtp_port: u16,
+    /// SMTP security: `starttls`, `tls` or `none` (a local relay or test sink only).
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_TLS", default_value = "starttls", value_parser = parse_smtp_tls)]
+    pub alert_smtp_tls: SmtpTls,
+    /// SMTP user name.
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_USERNAME")]
+    pub alert_smtp_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_PASSWORD", hide_env_values = true)]
+    pub alert_smtp_password: Option<String>,
+    /// Sender address.
+    #[arg(
+        long,
+        env = "STREAMGUARD_ALERT_SMTP_FROM",
+        default_value = "streamguard@localhost"
+    )]
+    pub alert_smtp_from: String,
+    /// Recipients, comma-separated.
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_TO", value_delimiter = ',')]
+    pub alert_smtp_to: Vec<String>,
+    /// At most one message per channel, scope and kind in this time.
+    #[arg(long, env = "STREAMGUARD_ALERT_RATE_WINDOW", default_value = "60s", value_parser = parse_alert_duration)]
+    pub alert_rate_window: Duration,
+    /// First retry delay of a failed send (doubles, capped at 10 minutes).
+    #[arg(long, env = "STREAMGUARD_ALERT_RETRY", default_value = "5s", value_parser = parse_alert_duration)]
+    pub alert_retry: Duration,
+    /// Queue the daily health-check digest.
+    #[arg(long, env = "STREAMGUARD_ALERT_DAILY_DIGEST", default_value_t = false, action = clap::ArgAction::Set)]
+    pub alert_daily_digest: bool,
+}
+
 /// A parsed retry-delay list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delays(pub Vec<Duration>);
@@ -385,7 +468,24 @@ pub struct Settings {
     pub access: AccessSettings,
     /// Input limits of a batch.
     pub limits: BatchLimits,
+    /// The breaker's thresholds and times.
+    pub breaker: BreakerSettings,
+    /// What one breaker covers.
+    pub breaker_scope: BreakerScope,
+    /// Alert channels and their pacing.
+    pub alerts: AlertSettings,
 }
+
+/// Open time of a first trip when unset, against BigQuery: the seed's
+/// `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds.
+pub const BIGQUERY_DEFAULT_OPEN_FOR: Duration = Duration::from_secs(1800);
+/// Cap of the doubling open time against BigQuery.
+pub const BIGQUERY_DEFAULT_MAX_OPEN_FOR: Duration = Duration::from_secs(4 * 3600);
+/// Open time when unset, against the emulator: the seed's 30 minutes as seconds, the same
+/// scaling as [`EMULATOR_DEFAULT_DELAYS`].
+pub const EMULATOR_DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+/// Cap of the doubling open time against the emulator.
+pub const EMULATOR_DEFAULT_MAX_OPEN_FOR: Duration = Duration::from_secs(240);
 
 /// Delays used when `STREAMGUARD_RETRY_DELAYS` is unset and the warehouse is BigQuery:
 /// the seed's 5, 10, 20 minutes, doubled once more.
@@ -442,6 +542,9 @@ impl Settings {
             scheduler: args.scheduler,
             access: args.access.access()?,
             limits: args.limits.limits(),
+            breaker: breaker_settings(&args.breaker, args.lease)?,
+            breaker_scope: args.breaker.breaker_scope,
+            alerts: alert_settings(&args.alerts, args.poll_interval)?,
         })
     }
 
@@ -509,7 +612,150 @@ impl ServeArgs {
                 max_name_chars: 300,
                 max_key_value_chars: 1024,
             },
+            breaker: BreakerArgs {
+                breaker_scope: BreakerScope::Processor,
+                breaker_threshold: 0.5,
+                breaker_min_outcomes: 3,
+                breaker_window_outcomes: 20,
+                breaker_window: Duration::from_secs(600),
+                breaker_open_for: None,
+                breaker_max_open_for: None,
+            },
+            alerts: AlertArgs {
+                alert_slack_webhook: None,
+                alert_webhook: None,
+                alert_smtp_host: None,
+                alert_smtp_port: 587,
+                alert_smtp_tls: SmtpTls::StartTls,
+                alert_smtp_username: None,
+                alert_smtp_password: None,
+                alert_smtp_from: "streamguard@localhost".into(),
+                alert_smtp_to: Vec::new(),
+                alert_rate_window: Duration::from_secs(60),
+                alert_retry: Duration::from_secs(5),
+                alert_daily_digest: false,
+            },
         }
+    }
+}
+
+fn breaker_settings(a: &BreakerArgs, lease: Duration) -> Result<BreakerSettings, String> {
+    let open_for = a.breaker_open_for.unwrap_or(EMULATOR_DEFAULT_OPEN_FOR);
+    let max_open_for = a
+        .breaker_max_open_for
+        .unwrap_or(EMULATOR_DEFAULT_MAX_OPEN_FOR)
+        .max(open_for);
+    Ok(BreakerSettings {
+        threshold: a.breaker_threshold,
+        min_outcomes: a.breaker_min_outcomes,
+        window_outcomes: a.breaker_window_outcomes.max(a.breaker_min_outcomes),
+        window: a.breaker_window,
+        open_for,
+        max_open_for,
+        // A job that finds the probe in flight looks again after one lease: by then the
+        // probe has ended, or its permit can be handed on.
+        probe_wait: lease,
+    })
+}
+
+fn alert_settings(a: &AlertArgs, poll: Duration) -> Result<AlertSettings, String> {
+    let smtp = match &a.alert_smtp_host {
+        None => None,
+        Some(host) => {
+            let credentials = match (&a.alert_smtp_username, &a.alert_smtp_password) {
+                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                (None, None) => None,
+                _ => {
+                    return Err("STREAMGUARD_ALERT_SMTP_USERNAME and STREAMGUARD_ALERT_SMTP_PASSWORD go together".into())
+                }
+            };
+            let to: Vec<String> = a
+                .alert_smtp_to
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if to.is_empty() {
+                return Err(
+                    "STREAMGUARD_ALERT_SMTP_TO needs at least one address when STREAMGUARD_ALERT_SMTP_HOST is set".into(),
+                );
+            }
+            Some(SmtpSettings {
+                host: host.clone(),
+                port: a.alert_smtp_port,
+                tls: a.alert_smtp_tls,
+                credentials,
+                from: a.alert_smtp_from.clone(),
+                to,
+            })
+        }
+    };
+    let settings = AlertSettings {
+        slack_webhook: a.alert_slack_webhook.clone(),
+        webhook: a.alert_webhook.clone(),
+        smtp,
+        rate_window: a.alert_rate_window,
+        retry_base: a.alert_retry.max(Duration::from_millis(10)),
+        poll_interval: poll,
+        daily_digest: a.alert_daily_digest,
+    };
+    // Validate URLs and addresses now, so a typo stops start-up.
+    settings.channels()?;
+    Ok(settings)
+}
+
+fn parse_breaker_scope(s: &str) -> Result<BreakerScope, String> {
+    match s.trim() {
+        "processor" | "processor_name" => Ok(BreakerScope::Processor),
+        "table" => Ok(BreakerScope::Table),
+        _ => Err(format!(
+            "STREAMGUARD_BREAKER_SCOPE expects `processor` or `table`; got {s:?}"
+        )),
+    }
+}
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if (0.0..1.0).contains(&t) => Ok(t),
+        _ => Err(format!(
+            "STREAMGUARD_BREAKER_THRESHOLD expects a fraction in [0, 1), like 0.5; got {s:?}"
+        )),
+    }
+}
+fn parse_min_outcomes(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_BREAKER_MIN_OUTCOMES expects a whole number from 1 to 10000; got {s:?}"
+        )),
+    }
+}
+fn parse_window_outcomes(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_BREAKER_WINDOW_OUTCOMES expects a whole number from 1 to 10000; got {s:?}"
+        )),
+    }
+}
+fn parse_breaker_window(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BREAKER_WINDOW", s)
+}
+fn parse_open_for(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BREAKER_OPEN_FOR / _MAX_OPEN_FOR", s)
+}
+fn parse_alert_duration(s: &str) -> Result<Duration, String> {
+    duration(s).map_err(|e| {
+        format!("STREAMGUARD_ALERT_RATE_WINDOW / _RETRY expect a duration like `60s`: {e}")
+    })
+}
+fn parse_smtp_tls(s: &str) -> Result<SmtpTls, String> {
+    match s.trim() {
+        "starttls" => Ok(SmtpTls::StartTls),
+        "tls" => Ok(SmtpTls::Tls),
+        "none" => Ok(SmtpTls::None),
+        _ => Err(format!(
+            "STREAMGUARD_ALERT_SMTP_TLS expects `starttls`, `tls` or `none`; got {s:?}"
+        )),
     }
 }
 
@@ -853,5 +1099,45 @@ mod tests {
         );
         assert_eq!(settings.emulator.conflict_scope, ConflictScope::Row);
         assert!(Cli::try_parse_from(["streamguard", "serve", "--retry-jitter", "2"]).is_err());
+    }
+
+    #[test]
+    fn breaker_and_alert_flags() {
+        let cli = Cli::try_parse_from([
+            "streamguard",
+            "serve",
+            "--breaker-scope",
+            "table",
+            "--breaker-open-for",
+            "2m",
+            "--alert-smtp-host",
+            "127.0.0.1",
+            "--alert-smtp-tls",
+            "none",
+            "--alert-smtp-to",
+            "oncall@example.com,data@example.com",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let s = Settings::from_args(&args).unwrap();
+        assert_eq!(s.breaker_scope, BreakerScope::Table);
+        assert_eq!(s.breaker.open_for, Duration::from_secs(120));
+        assert_eq!(s.breaker.max_open_for, EMULATOR_DEFAULT_MAX_OPEN_FOR);
+        assert_eq!(s.breaker.threshold, 0.5);
+        assert_eq!(s.alerts.channel_names(), vec!["email".to_owned()]);
+        assert_eq!(s.alerts.smtp.unwrap().to.len(), 2);
+        assert!(parse_breaker_scope("galaxy")
+            .unwrap_err()
+            .contains("STREAMGUARD_BREAKER_SCOPE"));
+        assert!(parse_threshold("1").is_err());
+        let bad = Cli::try_parse_from(["streamguard", "serve", "--alert-webhook", "nope"]).unwrap();
+        let Some(Command::Serve(args)) = bad.command else {
+            panic!("serve expected")
+        };
+        assert!(Settings::from_args(&args)
+            .unwrap_err()
+            .contains("STREAMGUARD_ALERT_WEBHOOK"));
     }
 }

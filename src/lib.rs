@@ -8,13 +8,14 @@
 //!
 //! The parts and their words follow `DESIGN.md`: [`domain`] is pure (no I/O), [`store`] owns
 //! every SQL statement of the service, [`warehouse`] hides BigQuery and its emulator behind
-//! one trait.
+//! one trait, [`notify`] sends alerts from the outbox.
 
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod notify;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

@@ -1,8 +1,9 @@
-//! The domain: batches and write units, BigQuery names, the retry policy and the words of
-//! the conflict log. Pure: nothing here does I/O or reads the clock, so every rule is
-//! tested with plain values and an explicit `now`.
+//! The domain: batches and write units, BigQuery names, the retry policy, the circuit
+//! breaker's state machine and the words of the conflict log. Pure: nothing here does I/O
+//! or reads the clock, so every rule is tested with plain values and an explicit `now`.
 
 pub mod batch;
+pub mod breaker;
 pub mod conflict;
 pub mod names;
 pub mod raw_json;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// `pending` → (first attempt) → `loaded` | `deferred` | `failed`; `deferred` → … →
 /// `loaded` | `unresolved` (the retry policy gave up); any not-landed unit → `superseded`
-/// when a newer batch for the same table and key arrives.
+/// when a newer batch for the same table and key arrives; any not-landed unit →
+/// `cancelled` when an operator cancels it (`POST /v1/units/{id}/cancel`) or resolves its
+/// conflict by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitState {
@@ -22,6 +24,8 @@ pub enum UnitState {
     Superseded,
     /// The retry policy gave up (conflict resolution `timeout`); needs an operator.
     Unresolved,
+    /// An operator stopped it; it is never attempted again.
+    Cancelled,
 }
 
 impl UnitState {
@@ -34,6 +38,7 @@ impl UnitState {
             Self::Failed => "failed",
             Self::Superseded => "superseded",
             Self::Unresolved => "unresolved",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -46,6 +51,7 @@ impl UnitState {
             "failed" => Self::Failed,
             "superseded" => Self::Superseded,
             "unresolved" => Self::Unresolved,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }
@@ -53,5 +59,30 @@ impl UnitState {
     /// Whether the unit will not be attempted again by the scheduler.
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending | Self::Deferred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_only_waiting_units_are_not_final() {
+        for s in [
+            UnitState::Pending,
+            UnitState::Loaded,
+            UnitState::Deferred,
+            UnitState::Failed,
+            UnitState::Superseded,
+            UnitState::Unresolved,
+            UnitState::Cancelled,
+        ] {
+            assert_eq!(UnitState::parse(s.as_str()), Some(s));
+            assert_eq!(
+                s.is_final(),
+                !matches!(s, UnitState::Pending | UnitState::Deferred)
+            );
+        }
+        assert_eq!(UnitState::parse("gone"), None);
     }
 }

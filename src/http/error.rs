@@ -38,6 +38,8 @@ pub enum Error {
     },
     /// 404: no such resource.
     NotFound(String),
+    /// 409: the action is refused in the resource's current state.
+    Conflict(String),
     /// 413: the body exceeds the limit.
     PayloadTooLarge(String),
     /// 415: the body is not `application/json`.
@@ -125,6 +127,13 @@ impl Error {
                 vec![],
             ),
             Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", "Not found", d, vec![]),
+            Self::Conflict(d) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Refused in the current state",
+                d,
+                vec![],
+            ),
             Self::PayloadTooLarge(d) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -213,6 +222,12 @@ impl From<crate::store::Error> for Error {
                     "idempotency key {key:?} was already used for batch {batch_id} with a different payload; use a new key for new data"
                 ),
                 errors: vec![FieldError::new("/idempotency_key", "already used with a different payload")],
+            },
+            crate::store::Error::NotFound(d) => Self::NotFound(d),
+            crate::store::Error::Refused(d) | crate::store::Error::Contention(d) => Self::Conflict(d),
+            crate::store::Error::Invalid(pointer, detail) => Self::Unprocessable {
+                detail: detail.clone(),
+                errors: vec![FieldError::new(pointer, detail)],
             },
             other => Self::Internal(other.into()),
         }

@@ -5,6 +5,8 @@
 //! | --- | --- |
 //! | `POST /v1/batches`, `GET /v1/batches/{batch_id}` | [`batches`] |
 //! | `GET /v1/conflicts/unresolved`, `/summary`, `/{conflict_id}` | [`conflicts`] |
+//! | `GET /v1/breakers`, `/{scope}`, `POST /v1/breakers/{scope}/reset\|force-open\|disable` | [`breakers`] |
+//! | `POST /v1/conflicts`, `/{id}/attempts\|resolve\|retry\|force`, `POST /v1/units/{id}/cancel` | [`operator`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
@@ -14,12 +16,14 @@
 
 pub mod auth;
 pub mod batches;
+pub mod breakers;
 pub mod conflicts;
 pub mod emulator;
 mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod operator;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +63,8 @@ pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .merge(batches::router())
         .merge(conflicts::router())
+        .merge(breakers::router())
+        .merge(operator::router())
         .merge(health::router())
         .merge(openapi::router());
     if state.emulator.is_some() {

@@ -1,5 +1,8 @@
-//! One attempt: call the warehouse under a renewed lease, turn the result into a
-//! [`Verdict`] with the retry policy, and record it (fenced).
+//! One attempt: ask the breaker, call the warehouse under a renewed lease, turn the result
+//! into a [`Verdict`] with the retry policy, and record it (fenced).
+//!
+//! While the scope's breaker is open the claimed job is put back untouched (its claim is
+//! not counted as an attempt; see [`crate::store::Store::defer_for_breaker`]).
 
 use chrono::Utc;
 use rand::Rng;
@@ -7,6 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::Scheduler;
+use crate::domain::breaker::Admission;
 use crate::domain::{ColumnName, ErrorClass, TableRef};
 use crate::store::jobs::{AttemptLog, ClaimedJob, Recorded, Verdict};
 use crate::warehouse::{self, WriteUnit};
@@ -17,10 +21,66 @@ impl Scheduler {
     /// job is claimed again).
     #[tracing::instrument(skip_all, fields(unit_id = %job.unit_id, batch_id = %job.batch_id, attempt = job.attempt, table = %job.table_ref))]
     pub(super) async fn attempt(&self, job: ClaimedJob) {
+        if job.state == "pending" || job.state == "deferred" {
+            if let Some(at) = self.breaker_defers(&job).await {
+                match self.store.defer_for_breaker(&job, at).await {
+                    Ok(true) => {
+                        tracing::info!(next_attempt_at = %at, "breaker open: job re-scheduled, not attempted")
+                    }
+                    Ok(false) => {
+                        tracing::warn!("lease lost before the breaker deferral was recorded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-scheduling for the breaker failed; the job is claimed again when its lease expires")
+                    }
+                }
+                return;
+            }
+        }
+        self.attempt_and_record(job, false).await;
+    }
+
+    /// `Some(at)` when the breaker of the job's scope is open and the job must wait until
+    /// `at`; `None` when it may run (closed, disabled, the probe, or an operator's bypass).
+    async fn breaker_defers(&self, job: &ClaimedJob) -> Option<chrono::DateTime<Utc>> {
+        if job.bypass_breaker {
+            return None;
+        }
+        let scope = self
+            .store
+            .config()
+            .breaker_scope
+            .of(&job.processor_name, &job.table_ref);
+        match self.store.admit(scope, job.probe()).await {
+            Ok(Admission::Run) => None,
+            Ok(Admission::Probe) => {
+                tracing::info!(scope, "breaker half-open: this attempt is the probe");
+                None
+            }
+            Ok(Admission::Defer(at)) => Some(at),
+            Err(e) => {
+                // Without the breaker's answer, be conservative: wait one lease and ask again.
+                tracing::error!(error = %e, "reading the breaker failed; job re-scheduled");
+                Some(
+                    Utc::now()
+                        + chrono::Duration::from_std(self.settings.lease).unwrap_or_default(),
+                )
+            }
+        }
+    }
+
+    /// Runs the attempt (no breaker check) and records it; `forced` marks an operator's
+    /// force-mode attempt. Returns the verdict and what recording did (`None`: recording
+    /// failed, logged).
+    pub(crate) async fn attempt_and_record(
+        &self,
+        job: ClaimedJob,
+        forced: bool,
+    ) -> Option<(Verdict, Recorded)> {
         let started_at = Utc::now();
-        let result = if job.state == "superseded" {
+        let result = if job.state == "superseded" || job.state == "cancelled" {
             Err(warehouse::Error::Permanent {
-                message: "superseded by a newer batch before this attempt".into(),
+                message: format!("{} before this attempt", job.state),
             })
         } else {
             match write_unit(&job) {
@@ -33,8 +93,10 @@ impl Scheduler {
             replica: self.settings.replica.clone(),
             started_at,
             finished_at: Utc::now(),
+            forced,
         };
-        match self.store.record(&job, &verdict, &log).await {
+        let recorded = self.store.record(&job, &verdict, &log).await;
+        match &recorded {
             Ok(Recorded::Applied(state)) => match &verdict {
                 Verdict::Loaded { rows_inserted, .. } => {
                     tracing::info!(state, rows = rows_inserted, "unit loaded")
@@ -62,6 +124,7 @@ impl Scheduler {
                 tracing::error!(error = %e, "recording the attempt failed; the job is claimed again when its lease expires")
             }
         }
+        recorded.ok().map(|r| (verdict, r))
     }
 
     /// Calls the warehouse while a background task renews the lease every third of it.

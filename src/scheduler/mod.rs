@@ -8,6 +8,11 @@
 //! - [`Scheduler::run_once`] claims and runs one round to completion, so tests can drive the
 //!   scheduler without timers.
 //!
+//! Before an attempt, the scope's circuit breaker is asked (one read, or one
+//! compare-and-swap when the job takes the half-open permit); a job it turns away is put
+//! back without counting an attempt. Every few seconds a replica also closes
+//! processor-reported conflicts that nobody ended within the retry horizon.
+//!
 //! Correctness rests on the store: claims are committed before the warehouse is called,
 //! leases are renewed while an attempt runs, and every write after the claim is fenced on
 //! the attempt number. A replace is atomic and idempotent, so re-running an attempt whose
@@ -26,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::RetryPolicy;
 use crate::store::{Store, JOBS_CHANNEL};
 use crate::warehouse::Warehouse;
+
+/// How often a replica closes processor-reported conflicts that outlived the retry horizon.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How the scheduler works (all from [`crate::config::Settings`]).
 #[derive(Debug, Clone)]
@@ -108,7 +116,16 @@ impl Scheduler {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency as usize));
         let mut tasks = JoinSet::new();
         tracing::info!(replica = %self.settings.replica, warehouse = self.warehouse.kind(), "scheduler started");
+        let mut last_sweep = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if last_sweep.elapsed() >= SWEEP_INTERVAL {
+                last_sweep = tokio::time::Instant::now();
+                match self.store.close_stale_reported_conflicts().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(closed = n, "processor-reported conflicts not ended within the retry horizon closed as timeout"),
+                    Err(e) => tracing::warn!(error = %e, "closing stale processor-reported conflicts failed"),
+                }
+            }
             let free = permits.available_permits() as u32;
             let mut claimed_all = false;
             if free > 0 {

@@ -107,6 +107,23 @@ impl Store {
         payload_hash: &[u8],
         max_attempts: u32,
     ) -> Result<Intake, Error> {
+        self.insert_batch_at(batch, payload_hash, max_attempts, None)
+            .await
+    }
+
+    /// [`Store::insert_batch`], with the units' first attempt due at `first_attempt_at`
+    /// (`None`: now). A processor that reports a conflict and hands its rows over
+    /// (`POST /v1/conflicts` with `rows`) uses it so the first attempt waits the delay.
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::IdempotencyMismatch`].
+    pub async fn insert_batch_at(
+        &self,
+        batch: &ValidatedBatch,
+        payload_hash: &[u8],
+        max_attempts: u32,
+        first_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<Intake, Error> {
         let mut tx = self.pool.begin().await?;
         let batch_id = Uuid::new_v4();
         let inserted: Option<Uuid> = sqlx::query_scalar(
@@ -186,11 +203,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "insert into jobs (unit_id, table_ref, max_attempts)
-             select unit_id, table_ref, $2 from write_units where batch_id = $1 order by position",
+            "insert into jobs (unit_id, table_ref, max_attempts, run_at)
+             select unit_id, table_ref, $2, coalesce($3, now()) from write_units where batch_id = $1 order by position",
         )
         .bind(batch_id)
         .bind(max_attempts as i32)
+        .bind(first_attempt_at)
         .execute(&mut *tx)
         .await?;
         sqlx::query("select pg_notify($1, $2)")

@@ -13,7 +13,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{Error, Store};
+use super::{alerts, Error, Store};
+use crate::domain::breaker::{Outcome, Probe};
 use crate::domain::{ConflictType, ErrorClass};
 
 /// Key of the advisory lock that serialises claims (any constant; "sg" in ASCII).
@@ -48,6 +49,18 @@ pub struct ClaimedJob {
     pub state: String,
     /// The unit's open conflict, if any.
     pub conflict_id: Option<Uuid>,
+    /// An operator asked for this attempt to run even while the breaker is open.
+    pub bypass_breaker: bool,
+}
+
+impl ClaimedJob {
+    /// This claim as the breaker's probe identity.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            job_id: self.job_id,
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// How an attempt ended, as the scheduler decided it.
@@ -102,6 +115,9 @@ pub struct AttemptLog {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// An operator forced it (`POST /v1/conflicts/{id}/force`): a landed replace resolves
+    /// the conflict as `force_mode` instead of `auto_retry`.
+    pub forced: bool,
 }
 
 impl Store {
@@ -163,16 +179,24 @@ impl Store {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let jobs = sqlx::query_as(
+        self.load_claimed(&claimed).await
+    }
+
+    /// The claimed jobs `job_ids` with everything an attempt needs.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn load_claimed(&self, job_ids: &[i64]) -> Result<Vec<ClaimedJob>, Error> {
+        Ok(sqlx::query_as(
             "select j.job_id, j.attempt, j.max_attempts, u.unit_id, u.batch_id, b.processor_name, u.table_ref,
-                    u.key, b.partition_column, u.partition_value, u.rows, u.state, u.conflict_id
+                    u.key, b.partition_column, u.partition_value, u.rows, u.state, u.conflict_id,
+                    j.bypass_breaker
              from jobs j join write_units u using (unit_id) join batches b using (batch_id)
              where j.job_id = any($1) order by j.run_at, j.job_id",
         )
-        .bind(&claimed)
+        .bind(job_ids)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(jobs)
+        .await?)
     }
 
     /// Extends a running job's lease; `false` when the lease was lost.
@@ -196,6 +220,46 @@ impl Store {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Puts a claimed job back because its breaker is open, without counting the claim as
+    /// an attempt: the job's `attempt` goes back to what it was before the claim (the fence
+    /// still holds: only this claim could match it), no attempt row is written, and a
+    /// not-landed unit answers `deferred` with `next_attempt_at = at`. Fenced; `false` when
+    /// the lease was lost.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn defer_for_breaker(
+        &self,
+        job: &ClaimedJob,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "update jobs set state = 'available', attempt = attempt - 1, run_at = $3, lease_expires_at = null,
+                    locked_by = null, updated_at = now()
+             where job_id = $1 and attempt = $2 and state = 'running'",
+        )
+        .bind(job.job_id)
+        .bind(job.attempt)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "update write_units set state = 'deferred', next_attempt_at = $2, updated_at = now()
+             where unit_id = $1 and state in ('pending', 'deferred')",
+        )
+        .bind(job.unit_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Applies an attempt's verdict in one transaction, fenced on the claim: the job,
@@ -228,6 +292,35 @@ impl Store {
         if fenced.is_none() {
             return Ok(Recorded::LeaseLost);
         }
+        if job.bypass_breaker {
+            sqlx::query("update jobs set bypass_breaker = false where job_id = $1")
+                .bind(job.job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The breaker counts landed and conflicting attempts; any other end releases the
+        // half-open permit if this attempt held it.
+        let scope = self
+            .config
+            .breaker_scope
+            .of(&job.processor_name, &job.table_ref)
+            .to_owned();
+        let breaker_outcome = match verdict {
+            Verdict::Loaded { .. } => Some(Outcome::Landed),
+            Verdict::Retry { class, .. } | Verdict::GiveUp { class, .. }
+                if class.conflict_type().is_some() =>
+            {
+                Some(Outcome::Conflict)
+            }
+            _ => None,
+        };
+        match breaker_outcome {
+            Some(outcome) => {
+                self.count_outcome(&mut tx, &scope, outcome, job.probe(), "scheduler")
+                    .await?
+            }
+            None => self.release_probe(&mut tx, &scope, job.probe()).await?,
+        }
 
         let (outcome, class, message, retry) = match verdict {
             Verdict::Loaded { .. } => ("loaded", None, None, None),
@@ -259,7 +352,7 @@ impl Store {
             }
         };
 
-        if state == "superseded" {
+        if state == "superseded" || state == "cancelled" {
             let outcome = if matches!(verdict, Verdict::Loaded { .. }) {
                 "loaded"
             } else {
@@ -313,13 +406,14 @@ impl Store {
                 .await?;
                 if let Some(id) = conflict_id {
                     sqlx::query(
-                        "update conflicts set resolved = true, resolution_method = 'auto_retry', resolution_time = now(),
+                        "update conflicts set resolved = true, resolution_method = $4, resolution_time = now(),
                                 retry_attempt = $2, rows_affected = $3, updated_at = now()
                          where conflict_id = $1 and not resolved",
                     )
                     .bind(id)
                     .bind(job.attempt)
                     .bind(i32::try_from(*rows_inserted).unwrap_or(i32::MAX))
+                    .bind(if log.forced { "force_mode" } else { "auto_retry" })
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -407,6 +501,37 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                let (kind, summary) = if new_state == "unresolved" {
+                    (
+                        "conflict_timeout",
+                        format!(
+                            "{} gave up on {} key {} after {} attempts: {message}",
+                            job.processor_name, job.table_ref, job.key, job.attempt
+                        ),
+                    )
+                } else {
+                    (
+                        "unit_failed",
+                        format!(
+                            "{} unit for {} key {} failed: {message}",
+                            job.processor_name, job.table_ref, job.key
+                        ),
+                    )
+                };
+                alerts::insert(
+                    &mut tx,
+                    self,
+                    kind,
+                    &scope,
+                    &summary,
+                    json!({
+                        "processor_name": job.processor_name, "table": job.table_ref, "key": job.key,
+                        "partition": job.partition_value, "unit_id": job.unit_id, "batch_id": job.batch_id,
+                        "conflict_id": conflict_id, "attempts": job.attempt, "error": message,
+                        "error_class": give_up_class.as_str(),
+                    }),
+                )
+                .await?;
                 complete_job(&mut tx, job.job_id).await?;
                 insert_attempt(
                     &mut tx,

@@ -5,17 +5,27 @@
 //! - [`batches`]: intake (batch + write units + one job each, in one transaction),
 //!   idempotency, supersession, and the batch view;
 //! - [`jobs`]: the job table — claim, lease renewal, fenced recording of attempts;
-//! - [`conflicts`]: the conflict log and the operators' dashboard queries.
+//! - [`conflicts`]: the conflict log and the operators' dashboard queries;
+//! - [`breakers`]: the circuit breakers shared by every replica;
+//! - [`alerts`]: the alert outbox, written in the transaction of the event it reports;
+//! - [`operator`]: operator actions on conflicts and units, and conflicts reported by
+//!   processors themselves.
 
+pub mod alerts;
 pub mod batches;
+pub mod breakers;
 pub mod conflicts;
 pub mod jobs;
+pub mod operator;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::domain::breaker::{BreakerScope, BreakerSettings};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -42,18 +52,75 @@ pub enum Error {
         /// The batch it belongs to.
         batch_id: uuid::Uuid,
     },
+    /// No such conflict, unit or breaker.
+    #[error("{0}")]
+    NotFound(String),
+    /// The action is refused in the target's current state (superseded, in flight, ended).
+    #[error("{0}")]
+    Refused(String),
+    /// The request breaks a rule the store checks (a field, by JSON pointer, and why).
+    #[error("{1}")]
+    Invalid(String, String),
+    /// Other replicas kept changing the same row; the operation was not applied.
+    #[error("too much contention on {0}; try again")]
+    Contention(String),
+}
+
+/// What the store needs to know beyond the pool: the breaker's rules and scope, and the
+/// alert channels an event is queued for.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The breaker's thresholds and times.
+    pub breaker: BreakerSettings,
+    /// What a breaker covers: a processor (default) or a table.
+    pub breaker_scope: BreakerScope,
+    /// Names of the configured alert channels (`slack`, `webhook`, `email`); empty means
+    /// alerts are only logged (they are queued for the `log` channel).
+    pub alert_channels: Vec<String>,
+    /// The retry policy's give-up horizon: processor-reported conflicts not ended by then
+    /// are closed as `timeout`.
+    pub retry_horizon: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerSettings::default(),
+            breaker_scope: BreakerScope::Processor,
+            alert_channels: Vec::new(),
+            retry_horizon: Duration::from_secs(195 * 60),
+        }
+    }
 }
 
 /// The service's handle on Postgres. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    config: Arc<StoreConfig>,
 }
 
 impl Store {
-    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
+    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`), with the default
+    /// [`StoreConfig`].
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            config: Arc::default(),
+        }
+    }
+
+    /// The same store with `config`.
+    pub fn with_config(self, config: StoreConfig) -> Self {
+        Self {
+            pool: self.pool,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
     }
 
     /// Connects to `url`, creating the database first when it does not exist.
@@ -71,7 +138,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     /// Applies pending migrations.

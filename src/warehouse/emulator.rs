@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use super::{Error, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use super::{Error, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
 use crate::domain::TableRef;
 
 /// How long streamed rows stay in the buffer: a fixed time or a range drawn from uniformly
@@ -295,6 +295,22 @@ impl Warehouse for Emulator {
             estimated_rows: u64::try_from(rows).ok(),
             oldest_entry_time: oldest,
             earliest_drain: earliest,
+        }))
+    }
+
+    async fn key_rows(&self, table: &TableRef, unit: &WriteUnit) -> Result<Option<KeyRows>, Error> {
+        let (stored, buffered): (i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where buffered_until > clock_timestamp())
+             from emulator.rows where table_ref = $1 and data @> $2",
+        )
+        .bind(table.to_string())
+        .bind(Value::Object(unit.identity()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(Some(KeyRows {
+            stored: u64::try_from(stored).unwrap_or(0),
+            buffered: u64::try_from(buffered).unwrap_or(0),
         }))
     }
 

@@ -145,6 +145,17 @@ pub trait Warehouse: Send + Sync + 'static {
     /// A classified [`Error`] when the metadata cannot be read.
     async fn streaming_buffer(&self, table: &TableRef) -> Result<Option<StreamingBuffer>, Error>;
 
+    /// Rows the table holds now for the unit's key (and partition), and how many of them
+    /// are in the streaming buffer — what a force-mode dry run reports. `None` when the
+    /// warehouse cannot say cheaply (the default).
+    ///
+    /// # Errors
+    /// A classified [`Error`] when the rows cannot be counted.
+    async fn key_rows(&self, table: &TableRef, unit: &WriteUnit) -> Result<Option<KeyRows>, Error> {
+        let _ = (table, unit);
+        Ok(None)
+    }
+
     /// A short name for logs and `/readyz`: `emulator` or `bigquery`.
     fn kind(&self) -> &'static str;
 
@@ -166,4 +177,13 @@ pub trait Warehouse: Send + Sync + 'static {
     async fn readiness(&self) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// The rows stored for one key, from [`Warehouse::key_rows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeyRows {
+    /// Rows whose key (and partition) equal the unit's: what a replace deletes.
+    pub stored: u64,
+    /// Of which still in the streaming buffer (a replace touching them is refused).
+    pub buffered: u64,
 }

@@ -1,0 +1,160 @@
+//! The circuit breakers: `GET /v1/breakers` (every scope), `GET /v1/breakers/{scope}` (one,
+//! with its last transitions; what a processor writing on its own checks before writing),
+//! and the operators' `POST /v1/breakers/{scope}/reset`, `/force-open`, `/disable`, each
+//! with a required `reason`, recorded with the actor and the time.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Actor;
+use super::extract::{Json as ApiJson, Path};
+use super::{AppState, Error, Result};
+use crate::domain::breaker::{BreakerScope, BreakerState, OperatorAction, Window};
+use crate::domain::FieldError;
+use crate::store::breakers::{BreakerView, TransitionRow};
+
+/// The breaker routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/breakers", get(list))
+        .route("/v1/breakers/{scope}", get(show))
+        .route("/v1/breakers/{scope}/reset", post(reset))
+        .route("/v1/breakers/{scope}/force-open", post(force_open))
+        .route("/v1/breakers/{scope}/disable", post(disable))
+}
+
+/// `GET /v1/breakers`.
+#[derive(Debug, Serialize)]
+pub struct BreakerList {
+    /// What a scope is: `processor` (processor_name) or `table`.
+    pub scope_by: BreakerScope,
+    /// Every scope that has counted an outcome or been changed by an operator.
+    pub breakers: Vec<BreakerView>,
+}
+
+/// `GET /v1/breakers/{scope}`.
+#[derive(Debug, Serialize)]
+pub struct BreakerDetail {
+    /// The breaker (closed with an empty window when the scope has none yet).
+    #[serde(flatten)]
+    pub breaker: BreakerView,
+    /// Whether a write of this scope should go ahead now (`closed`, `disabled`); a
+    /// processor writing on its own honours the breaker by checking this.
+    pub allows_writes: bool,
+    /// Its last 20 transitions, newest first.
+    pub transitions: Vec<TransitionRow>,
+}
+
+/// Body of the operator actions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// Why (required, not blank); kept with the transition.
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<BreakerList>> {
+    Ok(Json(BreakerList {
+        scope_by: state.store.config().breaker_scope,
+        breakers: state.store.breakers().await?,
+    }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+) -> Result<Json<BreakerDetail>> {
+    let (breaker, transitions) = match state.store.breaker(&scope).await? {
+        Some(found) => found,
+        None => (closed(scope), Vec::new()),
+    };
+    Ok(Json(BreakerDetail {
+        allows_writes: matches!(breaker.state, BreakerState::Closed | BreakerState::Disabled),
+        breaker,
+        transitions,
+    }))
+}
+
+fn closed(scope: String) -> BreakerView {
+    BreakerView {
+        scope,
+        state: BreakerState::Closed,
+        window: Window::default(),
+        conflict_rate: 0.0,
+        opened_at: None,
+        reopens_at: None,
+        reopens: 0,
+        trips: 0,
+        probe: None,
+        last_reason: None,
+        last_actor: None,
+        last_transition_at: None,
+    }
+}
+
+async fn operate(
+    state: &AppState,
+    scope: &str,
+    action: OperatorAction,
+    actor: &Actor,
+    body: &ActionBody,
+) -> Result<Json<BreakerView>> {
+    let reason = required_reason(&body.reason, "/reason")?;
+    if scope.trim().is_empty() || scope.len() > 1024 {
+        return Err(Error::NotFound("no such breaker scope".into()));
+    }
+    Ok(Json(
+        state
+            .store
+            .operate_breaker(scope, action, reason, &actor.name)
+            .await?,
+    ))
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(scope): Path<String>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Json<BreakerView>> {
+    operate(&state, &scope, OperatorAction::Reset, &actor, &body).await
+}
+
+async fn force_open(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(scope): Path<String>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Json<BreakerView>> {
+    operate(&state, &scope, OperatorAction::ForceOpen, &actor, &body).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(scope): Path<String>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Json<BreakerView>> {
+    operate(&state, &scope, OperatorAction::Disable, &actor, &body).await
+}
+
+/// A required free-text field: trimmed, not blank, at most 2,000 characters.
+pub(super) fn required_reason<'a>(value: &'a str, pointer: &str) -> Result<&'a str> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > 2000 {
+        return Err(Error::Unprocessable {
+            detail: format!(
+                "`{}` is required: say why, in up to 2,000 characters",
+                &pointer[1..]
+            ),
+            errors: vec![FieldError::new(
+                pointer,
+                "required, not blank, at most 2,000 characters",
+            )],
+        });
+    }
+    Ok(v)
+}
