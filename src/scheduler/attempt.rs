@@ -157,6 +157,9 @@ impl Scheduler {
                 }
             })
         };
+        // Cancels the renewer even when this future is dropped (an aborted attempt at
+        // shutdown): a leaked renewer would keep a dead attempt's lease alive for ever.
+        let _stop_on_drop = stop.clone().drop_guard();
         let result = self
             .warehouse
             .replace(table, std::slice::from_ref(&unit))

@@ -644,19 +644,19 @@ async fn lock_target(tx: &mut sqlx::PgConnection, conflict_id: Uuid) -> Result<T
 
 /// Refuses an action on a conflict that ended or a unit that must not be written.
 fn refuse_unless_open(t: &Target) -> Result<(), Error> {
-    if t.resolved {
-        return Err(Error::Refused(format!(
-            "conflict {} is already resolved ({})",
-            t.conflict_id,
-            t.resolution_method.as_deref().unwrap_or("?")
-        )));
-    }
     if t.superseded_by_newer {
         return Err(Error::Refused(format!(
             "a newer batch superseded unit {} of {} key {}: writing it would put stale rows over fresh ones",
             t.unit_id.map(|u| u.to_string()).unwrap_or_default(),
             t.table,
             t.key
+        )));
+    }
+    if t.resolved {
+        return Err(Error::Refused(format!(
+            "conflict {} is already resolved ({})",
+            t.conflict_id,
+            t.resolution_method.as_deref().unwrap_or("?")
         )));
     }
     match t.unit_state.as_deref() {

@@ -212,3 +212,31 @@ pub fn game_rows(game_id: &str, game_date: &str, players: usize, version: &str) 
             .collect(),
     )
 }
+
+/// Polls `check` every 50 ms until it returns `Some`; panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl TestApp {
+    /// GET /v1/breakers/{scope}.
+    pub async fn breaker(&self, scope: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/breakers/{scope}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}

@@ -8,6 +8,7 @@ mod auth;
 mod backfill;
 mod batch_properties;
 mod bigquery;
+mod breakers;
 mod crash;
 mod hostile_input;
 mod intake;
