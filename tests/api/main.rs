@@ -13,5 +13,6 @@ mod crash;
 mod hostile_input;
 mod intake;
 mod openapi;
+mod operator;
 mod scheduling;
 mod store;
