@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod alerts;
 mod auth;
 mod backfill;
 mod batch_properties;
