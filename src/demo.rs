@@ -6,6 +6,10 @@
 //! emulator's insertAll — `buffered` games with a buffer time, the rest already flushed —
 //! then POSTs one batch per game as the backfill, follows every unit until it lands or is
 //! given up, and checks the final table for duplicate and missing rows.
+//!
+//! With most games buffered (`--conflict-share 0.9`, or the seed's own 62.9 %) the
+//! processor's circuit breaker trips: the demo prints each breaker transition as
+//! `GET /v1/breakers/{scope}` shows it, and the final table counts trips and recoveries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -27,6 +31,11 @@ pub struct BackfillArgs {
     /// Of which still in the streaming buffer from the "recent orchestration run".
     #[arg(long, default_value_t = 56)]
     pub buffered: usize,
+    /// Share of the games still buffered, a fraction from 0 to 1; overrides `--buffered`.
+    /// `--conflict-share 0.9 --buffer 45s` against a service with the emulator defaults
+    /// trips the breaker, re-opens it after a failed probe, then recovers.
+    #[arg(long, value_parser = parse_share)]
+    pub conflict_share: Option<f64>,
     /// How long the buffered games' rows stay in the buffer (`20s`, `10s..40s`).
     #[arg(long, default_value = "20s")]
     pub buffer: String,
@@ -73,8 +82,26 @@ pub struct Report {
     pub duplicate_rows: usize,
     /// Backfill rows absent from the table.
     pub missing_rows: usize,
+    /// Units the breaker held back before any attempt (answered `deferred`, 0 attempts).
+    pub held_by_breaker: usize,
+    /// Times the processor's breaker opened during the run (trips and re-opens).
+    pub breaker_trips: usize,
+    /// Times it closed again after a probe landed.
+    pub breaker_recoveries: usize,
     /// Wall time from the first POST to the last unit settling.
     pub elapsed: Duration,
+}
+
+/// The processor name the demo posts as, and so its breaker's scope.
+pub const PROCESSOR: &str = "bdl_boxscores_processor";
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "--conflict-share expects a fraction from 0 to 1; got {s:?}"
+        )),
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -86,11 +113,17 @@ impl std::fmt::Display for Report {
                 self.loaded_first_attempt.to_string(),
             ),
             ("deferred (streaming buffer)", self.deferred.to_string()),
+            (
+                "held by breaker (no attempt)",
+                self.held_by_breaker.to_string(),
+            ),
             ("resolved by retry", self.resolved_by_retry.to_string()),
             ("unresolved (gave up)", self.unresolved.to_string()),
             ("failed", self.failed.to_string()),
             ("duplicate rows found", self.duplicate_rows.to_string()),
             ("rows missing", self.missing_rows.to_string()),
+            ("breaker trips", self.breaker_trips.to_string()),
+            ("breaker recoveries", self.breaker_recoveries.to_string()),
             ("elapsed", format!("{:.1}s", self.elapsed.as_secs_f64())),
         ];
         writeln!(f, "+------------------------------+----------+")?;
@@ -216,13 +249,17 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         .default_headers(headers)
         .build()?;
     let base = args.url.trim_end_matches('/');
-    let games = games(args.games, args.buffered, args.start_date);
+    let buffered = match args.conflict_share {
+        Some(share) => ((args.games as f64) * share).round() as usize,
+        None => args.buffered,
+    };
+    let games = games(args.games, buffered, args.start_date);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     print(format!(
         "streaming {} games' rows through insertAll ({} still buffered for {})",
         games.len(),
-        args.buffered.min(args.games),
+        buffered.min(args.games),
         args.buffer
     ));
     for game in &games {
@@ -248,10 +285,13 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         "posting the backfill: one batch per game to {base}/v1/batches"
     ));
     let started = Instant::now();
+    let run_started_at = Utc::now();
+    // Breaker transitions already shown (the latest one's time): only newer ones print.
+    let mut shown_until = transition_time(&breaker(&http, base).await?["transitions"][0]);
     let mut batches: Vec<(String, String)> = Vec::new(); // (game_id, batch_id)
     for game in &games {
         let body = json!({
-            "processor_name": "bdl_boxscores_processor",
+            "processor_name": PROCESSOR,
             "table": args.table,
             "key_columns": ["game_id"],
             "partition_column": "game_date",
@@ -274,8 +314,10 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
 
     let mut last: HashMap<String, String> = HashMap::new();
     let mut ever_deferred: HashMap<String, bool> = HashMap::new();
+    let mut held: HashMap<String, bool> = HashMap::new();
     let mut final_states: BTreeMap<String, (String, i64)> = BTreeMap::new();
     loop {
+        let mut held_now: Vec<String> = Vec::new();
         for (game_id, batch_id) in &batches {
             if final_states.contains_key(game_id) {
                 continue;
@@ -289,10 +331,17 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             let unit = &view["units"][0];
             let state = unit["state"].as_str().unwrap_or("?").to_owned();
             let attempts = unit["attempts"].as_i64().unwrap_or(0);
-            if state == "deferred" {
+            if state == "deferred" && attempts > 0 {
                 ever_deferred.insert(game_id.clone(), true);
             }
-            if last.get(game_id) != Some(&state) {
+            if state == "deferred" && attempts == 0 {
+                held.insert(game_id.clone(), true);
+            }
+            let key = format!("{state}/{}", attempts.min(1));
+            if state == "deferred" && attempts == 0 && last.get(game_id) != Some(&key) {
+                held_now.push(unit["next_attempt_at"].as_str().unwrap_or("?").to_owned());
+                last.insert(game_id.clone(), key);
+            } else if last.get(game_id) != Some(&key) {
                 let detail = match state.as_str() {
                     "deferred" => format!(
                         "attempt {attempts} refused: streaming buffer; next attempt at {}",
@@ -307,11 +356,44 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
                     started.elapsed().as_secs_f64(),
                     state
                 ));
-                last.insert(game_id.clone(), state.clone());
+                last.insert(game_id.clone(), key);
             }
             if !matches!(state.as_str(), "pending" | "deferred") {
                 final_states.insert(game_id.clone(), (state, attempts));
             }
+        }
+        if let Some(at) = held_now.first() {
+            print(format!(
+                "[{:>6.1}s] {} game(s) held by the open breaker, not attempted; next attempt at {at}",
+                started.elapsed().as_secs_f64(),
+                held_now.len()
+            ));
+        }
+        let b = breaker(&http, base).await?;
+        let mut fresh: Vec<&Value> = b["transitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| transition_time(t) > shown_until)
+            .collect();
+        fresh.reverse(); // oldest first
+        for t in &fresh {
+            let opened = t["to_state"] == "open";
+            print(format!(
+                "[{:>6.1}s] breaker {PROCESSOR}: {} -> {} ({}){}",
+                started.elapsed().as_secs_f64(),
+                t["from_state"].as_str().unwrap_or("?"),
+                t["to_state"].as_str().unwrap_or("?"),
+                t["reason"].as_str().unwrap_or(""),
+                b["reopens_at"]
+                    .as_str()
+                    .filter(|_| opened && b["state"] == "open")
+                    .map(|at| format!("; probe at {at}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(t) = fresh.last() {
+            shown_until = transition_time(t);
         }
         if final_states.len() == batches.len() {
             break;
@@ -343,6 +425,22 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         }
         report.deferred += usize::from(deferred);
     }
+    report.held_by_breaker = held.len();
+    let transitions = breaker(&http, base).await?["transitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let since_start = |t: &&Value| transition_time(t).is_some_and(|at| at >= run_started_at);
+    report.breaker_trips = transitions
+        .iter()
+        .filter(since_start)
+        .filter(|t| t["to_state"] == "open")
+        .count();
+    report.breaker_recoveries = transitions
+        .iter()
+        .filter(since_start)
+        .filter(|t| t["from_state"] == "half_open" && t["to_state"] == "closed")
+        .count();
     let (duplicates, missing) = check_table(&http, base, &args.table, &games, args.players).await?;
     report.duplicate_rows = duplicates;
     report.missing_rows = missing;
@@ -394,6 +492,23 @@ async fn check_table(
         }
     }
     Ok((duplicates, missing))
+}
+
+/// When a breaker transition (from `GET /v1/breakers/{scope}`) happened.
+fn transition_time(t: &Value) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    t["created_at"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+}
+
+/// `GET /v1/breakers/{PROCESSOR}`: the breaker with its last transitions.
+async fn breaker(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    expect_ok(
+        http.get(format!("{base}/v1/breakers/{PROCESSOR}"))
+            .send()
+            .await?,
+    )
+    .await
 }
 
 async fn expect_ok(response: reqwest::Response) -> anyhow::Result<Value> {

@@ -18,6 +18,7 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         url: app.base.clone(),
         games: 89,
         buffered: 56,
+        conflict_share: None,
         buffer: "12s".into(),
         players: 5,
         table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
@@ -34,6 +35,7 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
     assert_eq!(report.resolved_by_retry, 56);
     assert_eq!((report.unresolved, report.failed), (0, 0));
     assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    assert_eq!((report.breaker_trips, report.held_by_breaker), (0, 0));
 
     // The table holds exactly the backfill's rows: 89 games x 2 teams x 5 players.
     let rows = app.table_rows(&args.table).await;

@@ -407,3 +407,41 @@ async fn operators_reset_force_open_and_disable_with_a_recorded_reason(pool: PgP
         .all(|t| t["actor"] == "anonymous"));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.breaker.open_for = Duration::from_secs(2);
+        s.breaker.max_open_for = Duration::from_secs(8);
+        s.breaker.probe_wait = s.lease;
+    })
+    .await;
+    let args = streamguard::demo::BackfillArgs {
+        url: app.base.clone(),
+        games: 20,
+        buffered: 0,
+        conflict_share: Some(0.9),
+        buffer: "3s".into(),
+        players: 2,
+        table: TABLE.into(),
+        start_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
+        timeout: Duration::from_secs(60),
+        quiet: true,
+    };
+    let report = streamguard::demo::run(&args, |_| {})
+        .await
+        .expect("demo runs");
+    assert_eq!(report.files, 20);
+    assert_eq!(
+        report.loaded_first_attempt + report.resolved_by_retry,
+        20,
+        "{report}"
+    );
+    assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    assert!(report.breaker_trips >= 1, "{report}");
+    assert!(report.breaker_recoveries >= 1, "{report}");
+    assert!(report.held_by_breaker >= 1, "{report}");
+    let b = app.breaker(PROCESSOR).await;
+    assert_eq!(b["state"], "closed", "{b}");
+    app.stop().await;
+}
