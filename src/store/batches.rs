@@ -211,6 +211,15 @@ impl Store {
         .bind(first_attempt_at)
         .execute(&mut *tx)
         .await?;
+        hold_if_breaker_open(
+            &mut tx,
+            batch_id,
+            self.config
+                .breaker_scope
+                .of(batch.processor_name.as_str(), &table),
+            self.config.breaker.open_for,
+        )
+        .await?;
         sqlx::query("select pg_notify($1, $2)")
             .bind(JOBS_CHANNEL)
             .bind(batch_id.to_string())
@@ -253,6 +262,36 @@ impl Store {
             units,
         }))
     }
+}
+
+/// When the batch's breaker is open, its units answer `deferred` at once, with
+/// `next_attempt_at` at the end of the open period (for a forced-open breaker, one open
+/// period from now, when the scheduler asks again), and their jobs wait until then: the
+/// batch is accepted and durable, and no warehouse call is made for it meanwhile.
+async fn hold_if_breaker_open(
+    tx: &mut sqlx::PgConnection,
+    batch_id: Uuid,
+    scope: &str,
+    open_for: std::time::Duration,
+) -> Result<(), Error> {
+    sqlx::query(
+        "with b as (
+             select case when state = 'forced_open' then now() + make_interval(secs => $3) else reopens_at end as until
+             from breakers
+             where scope = $2 and (state = 'forced_open' or (state = 'open' and reopens_at > now()))),
+         u as (
+             update write_units w set state = 'deferred', next_attempt_at = b.until, updated_at = now()
+             from b where w.batch_id = $1 and w.state = 'pending'
+             returning w.unit_id, b.until)
+         update jobs j set run_at = greatest(j.run_at, u.until), updated_at = now()
+         from u where j.unit_id = u.unit_id",
+    )
+    .bind(batch_id)
+    .bind(scope)
+    .bind(open_for.as_secs_f64())
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Marks older not-landed units of the same table, key and partition `superseded`, takes

@@ -95,6 +95,18 @@ async fn a_breaker_tripped_by_replica_a_is_open_for_replica_b(pool: PgPool) {
     assert_eq!(fourth["next_attempt_at"], breaker["reopens_at"]);
     a.stop().await;
 
+    // A new batch of the scope is accepted and answers `deferred` at once, even without
+    // waiting for an attempt.
+    let (status, view) = b
+        .post_batch(
+            &game_batch(TABLE, "20260202_NYK_MIA", "2026-02-02", 2, "backfill"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    assert_eq!(view["units"][0]["state"], "deferred", "{view}");
+    assert_eq!(view["units"][0]["next_attempt_at"], breaker["reopens_at"]);
+
     // B's scheduler defers a new, clean game of the same processor without calling the
     // warehouse, and does not count it as an attempt.
     let (status, view) = b
