@@ -457,3 +457,52 @@ async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
     assert_eq!(b["state"], "closed", "{b}");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn concurrent_claimers_take_exactly_one_half_open_permit(pool: PgPool) {
+    use streamguard::domain::breaker::{Admission, Probe};
+    use streamguard::store::Store;
+
+    let store = Store::new(pool.clone());
+    store.migrate().await.unwrap();
+    let request: streamguard::domain::BatchRequest =
+        serde_json::from_value(games_batch(PROCESSOR, TABLE, &(0..10).collect::<Vec<_>>()))
+            .unwrap();
+    let batch = request
+        .validate(&streamguard::domain::batch::BatchLimits::default())
+        .unwrap();
+    store.insert_batch(&batch, b"hash", 5).await.unwrap();
+    let jobs = store
+        .claim("test", 10, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 10);
+    sqlx::query("insert into breakers (scope, state, opened_at, reopens_at) values ($1, 'open', now() - interval '1 minute', now() - interval '1 second')")
+        .bind(PROCESSOR)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Ten claimers (as if on ten replicas) ask at once.
+    let answers = futures::future::join_all(jobs.iter().map(|j| {
+        let store = store.clone();
+        let probe = Probe {
+            job_id: j.job_id,
+            attempt: j.attempt,
+        };
+        async move { store.admit(PROCESSOR, probe).await.unwrap() }
+    }))
+    .await;
+    let probes = answers.iter().filter(|a| **a == Admission::Probe).count();
+    let deferred = answers
+        .iter()
+        .filter(|a| matches!(a, Admission::Defer(_)))
+        .count();
+    assert_eq!((probes, deferred), (1, 9), "{answers:?}");
+    let half_open: i64 =
+        sqlx::query_scalar("select count(*) from breaker_transitions where to_state = 'half_open'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(half_open, 1);
+}
