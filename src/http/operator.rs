@@ -70,6 +70,9 @@ pub struct ReportBody {
     /// The processor's chosen delay before its next attempt, seconds.
     #[serde(default)]
     pub delay_seconds: Option<i32>,
+    /// The processor's attempt budget (with `rows` the service's policy applies instead).
+    #[serde(default)]
+    pub max_retries: Option<i32>,
     /// Rows the write affects.
     #[serde(default)]
     pub rows_affected: Option<i32>,
@@ -260,6 +263,7 @@ async fn report(
         ("/retry_attempt", body.retry_attempt),
         ("/delay_seconds", body.delay_seconds),
         ("/rows_affected", body.rows_affected),
+        ("/max_retries", body.max_retries),
     ] {
         if value.is_some_and(|v| v < 0) {
             errors.push(FieldError::new(pointer, "must not be negative"));
@@ -280,6 +284,7 @@ async fn report(
         error_message: body.error_message.clone(),
         retry_attempt: body.retry_attempt.unwrap_or(1),
         delay_seconds: body.delay_seconds,
+        max_retries: body.max_retries,
         rows_affected: body.rows_affected.or(body
             .rows
             .as_ref()

@@ -67,7 +67,7 @@ pub struct UnitView {
     /// The partition column's value, or `null`.
     #[sqlx(rename = "partition_value")]
     pub partition: Option<Value>,
-    /// `pending`, `loaded`, `deferred`, `failed`, `superseded` or `unresolved`.
+    /// `pending`, `loaded`, `deferred`, `failed`, `superseded`, `unresolved` or `cancelled`.
     pub state: String,
     /// Rows in the unit (0 for a pure delete).
     #[sqlx(rename = "row_count")]

@@ -100,6 +100,8 @@ pub struct Report {
     pub retry_attempt: i32,
     /// The delay the processor chose before its next attempt, seconds.
     pub delay_seconds: Option<i32>,
+    /// The processor's own attempt budget, when it has one (the seed's `max_retries`).
+    pub max_retries: Option<i32>,
     /// Rows the write would affect.
     pub rows_affected: Option<i32>,
     /// Free-form details.
@@ -411,11 +413,16 @@ impl Store {
                 let intake = self
                     .insert_batch_at(batch, hash, max_attempts, Some(at))
                     .await?;
-                let unit: Uuid =
-                    sqlx::query_scalar("select unit_id from write_units where batch_id = $1")
-                        .bind(intake.batch_id)
-                        .fetch_one(&self.pool)
-                        .await?;
+                let (unit, existing): (Uuid, Option<Uuid>) = sqlx::query_as(
+                    "select unit_id, conflict_id from write_units where batch_id = $1",
+                )
+                .bind(intake.batch_id)
+                .fetch_one(&self.pool)
+                .await?;
+                // The same report re-posted with its idempotency key: nothing new.
+                if let (true, Some(conflict_id)) = (intake.replayed, existing) {
+                    return Ok((conflict_id, Some(unit)));
+                }
                 Some((unit, at, max_attempts))
             }
             None => None,
@@ -440,7 +447,12 @@ impl Store {
         .bind(unit_id.map(|u| u.0))
         .bind(report.conflict_type.as_str())
         .bind(report.retry_attempt)
-        .bind(unit_id.map_or(0, |u| i32::try_from(u.2).unwrap_or(i32::MAX)))
+        .bind(
+            unit_id
+                .map(|u| i32::try_from(u.2).unwrap_or(i32::MAX))
+                .or(report.max_retries)
+                .unwrap_or(0),
+        )
         .bind(report.delay_seconds)
         .bind(report.rows_affected)
         .bind(&report.error_message)

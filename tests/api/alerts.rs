@@ -343,3 +343,27 @@ async fn with_no_channel_configured_alerts_are_logged(pool: PgPool) {
     assert_eq!(delivered, vec![("log".to_owned(), "sent".to_owned())]);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn the_daily_digest_is_queued_once_a_day(pool: PgPool) {
+    let store = Store::new(pool.clone());
+    store.migrate().await.unwrap();
+    store
+        .operate_breaker(SCOPE, OperatorAction::ForceOpen, "maintenance", "alice")
+        .await
+        .unwrap();
+    assert!(
+        store.queue_daily_digest().await.unwrap(),
+        "the first is queued"
+    );
+    assert!(!store.queue_daily_digest().await.unwrap(), "one a day");
+    let (summary, payload): (String, Value) =
+        sqlx::query_as("select summary, payload from alerts where kind = 'daily_digest'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(payload["breaker_trips"], 1);
+    assert_eq!(payload["conflicts"], 0);
+    assert_eq!(payload["unresolved"], json!([]));
+    assert!(summary.starts_with("daily health check"), "{summary}");
+}

@@ -414,6 +414,16 @@ async fn a_processor_can_hand_its_rows_over(pool: PgPool) {
     assert_eq!(c["unit_id"], r["unit_id"]);
     assert_eq!(app.table_rows(TABLE).await.len(), 3);
 
+    // The same hand-over posted twice with its idempotency key is one conflict.
+    let mut again = report("nbac_gamebook_processor", "20260127_BOS_NYK", "2026-01-27");
+    again["rows"] = game_rows("20260127_BOS_NYK", "2026-01-27", 2, "processor");
+    again["idempotency_key"] = json!("gamebook-20260127-1");
+    let (_, first) = app.post("/v1/conflicts", &again).await;
+    let (status, second) = app.post("/v1/conflicts", &again).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(first["conflict_id"], second["conflict_id"]);
+    assert_eq!(first["unit_id"], second["unit_id"]);
+
     // Rows of another key are refused.
     let mut bad = report("nbac_gamebook_processor", GAME, DATE);
     bad["rows"] = game_rows("20260125_NYK_MIA", DATE, 1, "processor");
