@@ -93,9 +93,11 @@ impl Scheduler {
             replica: self.settings.replica.clone(),
             started_at,
             finished_at: Utc::now(),
-            forced,
         };
-        let recorded = self.store.record(&job, &verdict, &log).await;
+        let recorded = self
+            .store
+            .record_attempt(&job, &verdict, &log, forced)
+            .await;
         match &recorded {
             Ok(Recorded::Applied(state)) => match &verdict {
                 Verdict::Loaded { rows_inserted, .. } => {

@@ -107,24 +107,29 @@ impl Store {
         payload_hash: &[u8],
         max_attempts: u32,
     ) -> Result<Intake, Error> {
-        self.insert_batch_at(batch, payload_hash, max_attempts, None)
-            .await
+        let mut tx = self.pool.begin().await?;
+        let intake = self
+            .insert_batch_in(&mut tx, batch, payload_hash, max_attempts, None)
+            .await?;
+        tx.commit().await?;
+        Ok(intake)
     }
 
-    /// [`Store::insert_batch`], with the units' first attempt due at `first_attempt_at`
-    /// (`None`: now). A processor that reports a conflict and hands its rows over
-    /// (`POST /v1/conflicts` with `rows`) uses it so the first attempt waits the delay.
+    /// [`Store::insert_batch`] inside the caller's transaction, with the units' first
+    /// attempt due at `first_attempt_at` (`None`: now). A processor's report stores its
+    /// batch and its conflict together this way, and its first attempt waits the delay.
+    /// The caller commits.
     ///
     /// # Errors
     /// [`Error::Database`], [`Error::IdempotencyMismatch`].
-    pub async fn insert_batch_at(
+    pub(crate) async fn insert_batch_in(
         &self,
+        tx: &mut sqlx::PgConnection,
         batch: &ValidatedBatch,
         payload_hash: &[u8],
         max_attempts: u32,
         first_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<Intake, Error> {
-        let mut tx = self.pool.begin().await?;
         let batch_id = Uuid::new_v4();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "insert into batches (batch_id, processor_name, table_ref, key_columns, partition_column, idempotency_key, payload_hash)
@@ -184,7 +189,7 @@ impl Store {
         let counts: Vec<i32> = batch.units.iter().map(|u| u.rows.len() as i32).collect();
         let table = batch.table.to_string();
 
-        let superseded = supersede(&mut tx, &table, &keys, &partitions).await?;
+        let superseded = supersede(tx, &table, &keys, &partitions).await?;
 
         sqlx::query(
             "insert into write_units (unit_id, batch_id, position, table_ref, key, partition_value, rows, row_count)
@@ -212,7 +217,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         hold_if_breaker_open(
-            &mut tx,
+            tx,
             batch_id,
             self.config
                 .breaker_scope
@@ -225,7 +230,6 @@ impl Store {
             .bind(batch_id.to_string())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         Ok(Intake {
             batch_id,
             replayed: false,

@@ -115,9 +115,6 @@ pub struct AttemptLog {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
-    /// An operator forced it (`POST /v1/conflicts/{id}/force`): a landed replace resolves
-    /// the conflict as `force_mode` instead of `auto_retry`.
-    pub forced: bool,
 }
 
 impl Store {
@@ -236,6 +233,11 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
         let mut tx = self.pool.begin().await?;
+        // Lock order everywhere: write_units, then jobs.
+        sqlx::query("select 1 from write_units where unit_id = $1 for update")
+            .bind(job.unit_id)
+            .execute(&mut *tx)
+            .await?;
         let n = sqlx::query(
             "update jobs set state = 'available', attempt = attempt - 1, run_at = $3, lease_expires_at = null,
                     locked_by = null, updated_at = now()
@@ -272,6 +274,22 @@ impl Store {
         job: &ClaimedJob,
         verdict: &Verdict,
         log: &AttemptLog,
+    ) -> Result<Recorded, Error> {
+        self.record_attempt(job, verdict, log, false).await
+    }
+
+    /// [`Store::record`] for an attempt an operator forced (`POST /v1/conflicts/{id}/force`)
+    /// when `forced`: a landed replace then resolves the conflict as `force_mode` instead
+    /// of `auto_retry`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn record_attempt(
+        &self,
+        job: &ClaimedJob,
+        verdict: &Verdict,
+        log: &AttemptLog,
+        forced: bool,
     ) -> Result<Recorded, Error> {
         let mut tx = self.pool.begin().await?;
         // Lock order everywhere: write_units, then jobs (intake's supersession does the same),
@@ -413,7 +431,7 @@ impl Store {
                     .bind(id)
                     .bind(job.attempt)
                     .bind(i32::try_from(*rows_inserted).unwrap_or(i32::MAX))
-                    .bind(if log.forced { "force_mode" } else { "auto_retry" })
+                    .bind(if forced { "force_mode" } else { "auto_retry" })
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -7,7 +7,8 @@
 //! then run and recorded by the scheduler's own code.
 //!
 //! Processors that write to BigQuery themselves report their conflicts: with `rows` the
-//! service takes the write over (a batch of one unit, first attempt after the delay);
+//! service takes the write over (a batch of one unit, first attempt after the delay, stored
+//! in the same transaction as the conflict);
 //! without, the processor logs each attempt and ends the conflict itself, and a conflict
 //! it never ends is closed as `timeout` after the retry horizon.
 
@@ -398,6 +399,9 @@ impl Store {
         report: &Report,
         batch: Option<(&ValidatedBatch, &[u8], u32, DateTime<Utc>)>,
     ) -> Result<(Uuid, Option<Uuid>), Error> {
+        // One transaction: the batch, its unit, the conflict and the breaker outcome land
+        // together, and the scheduler cannot attempt the unit before it carries its conflict.
+        let mut tx = self.pool.begin().await?;
         let unit_id = match batch {
             Some((batch, hash, max_attempts, at)) => {
                 let key = report.key.as_object();
@@ -411,13 +415,13 @@ impl Store {
                     ));
                 }
                 let intake = self
-                    .insert_batch_at(batch, hash, max_attempts, Some(at))
+                    .insert_batch_in(&mut tx, batch, hash, max_attempts, Some(at))
                     .await?;
                 let (unit, existing): (Uuid, Option<Uuid>) = sqlx::query_as(
                     "select unit_id, conflict_id from write_units where batch_id = $1",
                 )
                 .bind(intake.batch_id)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
                 // The same report re-posted with its idempotency key: nothing new.
                 if let (true, Some(conflict_id)) = (intake.replayed, existing) {
@@ -427,7 +431,6 @@ impl Store {
             }
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
         let conflict_id = Uuid::new_v4();
         let (game_id, game_date) = seed_columns(&report.key, report.partition.as_ref());
         let partition_column = report.partition.as_ref().map(|p| p.0.clone());
@@ -642,7 +645,25 @@ const TARGET_BY_UNIT: &str = "select coalesce(c.conflict_id, '00000000-0000-0000
      left join conflicts c on c.conflict_id = u.conflict_id
      where u.unit_id = $1";
 
+/// Locks the conflict with its unit and job, in the order every writer uses (write_units,
+/// jobs, conflicts — as recording an attempt does), and reads them.
 async fn lock_target(tx: &mut sqlx::PgConnection, conflict_id: Uuid) -> Result<Target, Error> {
+    let unit: Option<Option<Uuid>> =
+        sqlx::query_scalar("select unit_id from conflicts where conflict_id = $1")
+            .bind(conflict_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let unit = unit.ok_or_else(|| Error::NotFound(format!("no conflict {conflict_id}")))?;
+    if let Some(unit_id) = unit {
+        sqlx::query("select 1 from write_units where unit_id = $1 for update")
+            .bind(unit_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("select 1 from jobs where unit_id = $1 for update")
+            .bind(unit_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query("select 1 from conflicts where conflict_id = $1 for update")
         .bind(conflict_id)
         .execute(&mut *tx)
