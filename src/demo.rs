@@ -317,6 +317,33 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let mut held: HashMap<String, bool> = HashMap::new();
     let mut final_states: BTreeMap<String, (String, i64)> = BTreeMap::new();
     loop {
+        // Breaker transitions first: they explain the unit changes printed after them.
+        let b = breaker(&http, base).await?;
+        let mut fresh: Vec<&Value> = b["transitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| transition_time(t) > shown_until)
+            .collect();
+        fresh.reverse(); // oldest first
+        for t in &fresh {
+            let opened = t["to_state"] == "open";
+            print(format!(
+                "[{:>6.1}s] breaker {PROCESSOR}: {} -> {} ({}){}",
+                started.elapsed().as_secs_f64(),
+                t["from_state"].as_str().unwrap_or("?"),
+                t["to_state"].as_str().unwrap_or("?"),
+                t["reason"].as_str().unwrap_or(""),
+                b["reopens_at"]
+                    .as_str()
+                    .filter(|_| opened && b["state"] == "open")
+                    .map(|at| format!("; probe at {at}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(t) = fresh.last() {
+            shown_until = transition_time(t);
+        }
         let mut held_now: Vec<String> = Vec::new();
         for (game_id, batch_id) in &batches {
             if final_states.contains_key(game_id) {
@@ -368,32 +395,6 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
                 started.elapsed().as_secs_f64(),
                 held_now.len()
             ));
-        }
-        let b = breaker(&http, base).await?;
-        let mut fresh: Vec<&Value> = b["transitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| transition_time(t) > shown_until)
-            .collect();
-        fresh.reverse(); // oldest first
-        for t in &fresh {
-            let opened = t["to_state"] == "open";
-            print(format!(
-                "[{:>6.1}s] breaker {PROCESSOR}: {} -> {} ({}){}",
-                started.elapsed().as_secs_f64(),
-                t["from_state"].as_str().unwrap_or("?"),
-                t["to_state"].as_str().unwrap_or("?"),
-                t["reason"].as_str().unwrap_or(""),
-                b["reopens_at"]
-                    .as_str()
-                    .filter(|_| opened && b["state"] == "open")
-                    .map(|at| format!("; probe at {at}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if let Some(t) = fresh.last() {
-            shown_until = transition_time(t);
         }
         if final_states.len() == batches.len() {
             break;
