@@ -291,25 +291,60 @@ pub fn record(
                 )
             })
         }
-        BreakerState::HalfOpen if b.probe == Some(from) => Some(match outcome {
-            Outcome::Landed => close(now, "probe landed".into()),
-            Outcome::Conflict => {
-                let reopens = b.reopens.saturating_add(1);
-                open(
-                    b,
-                    s,
-                    now,
-                    reopens,
-                    format!("probe conflicted (failed probe {reopens})"),
-                )
-            }
-        }),
+        // The probe's own outcome decides. So does the first outcome after the open period
+        // when no probe holds the permit: a processor writing on its own (which checked
+        // `GET /v1/breakers/{scope}` and found it may write) is the probe then, so a scope
+        // with no jobs in the service is governed too.
+        BreakerState::HalfOpen if b.probe == Some(from) || b.probe.is_none() => {
+            Some(probe_outcome(b, s, now, outcome, "probe"))
+        }
+        BreakerState::Open if b.reopens_at.is_none_or(|at| now >= at) => Some(probe_outcome(
+            b,
+            s,
+            now,
+            outcome,
+            "first outcome after the open period",
+        )),
         // Attempts that started before the breaker opened, or a non-probe outcome, change
         // nothing but the window.
         BreakerState::HalfOpen
         | BreakerState::Open
         | BreakerState::ForcedOpen
         | BreakerState::Disabled => None,
+    }
+}
+
+fn probe_outcome(
+    b: &Breaker,
+    s: &BreakerSettings,
+    now: DateTime<Utc>,
+    outcome: Outcome,
+    what: &str,
+) -> Transition {
+    match outcome {
+        Outcome::Landed => close(now, format!("{what} landed")),
+        Outcome::Conflict => {
+            let reopens = b.reopens.saturating_add(1);
+            open(
+                b,
+                s,
+                now,
+                reopens,
+                format!("{what} conflicted (failed probe {reopens})"),
+            )
+        }
+    }
+}
+
+/// Whether a write of the scope may go ahead now, for a processor that writes on its own
+/// and checks first: closed or disabled; or the open period is over and no probe holds the
+/// permit (the processor's write is then the probe, and its outcome decides).
+pub fn allows_writes(b: &Breaker, now: DateTime<Utc>, probe_alive: bool) -> bool {
+    match b.state {
+        BreakerState::Closed | BreakerState::Disabled => true,
+        BreakerState::Open => b.reopens_at.is_none_or(|at| now >= at),
+        BreakerState::HalfOpen => b.probe.is_none() || !probe_alive,
+        BreakerState::ForcedOpen => false,
     }
 }
 
@@ -586,11 +621,55 @@ mod tests {
     #[test]
     fn outcomes_of_other_jobs_do_not_move_an_open_or_half_open_breaker() {
         let s = BreakerSettings::default();
-        for b in [open_at(t0(), 0), half_open(Some(P1), 0), half_open(None, 0)] {
+        // Open and still in its open period (an attempt that started before the trip), or
+        // half-open while the probe holds the permit.
+        for b in [open_at(t0(), 0), half_open(Some(P1), 0)] {
             for outcome in [Outcome::Landed, Outcome::Conflict] {
-                assert_eq!(record(&b, &s, t0(), outcome, w(10, 10), P2), None);
+                assert_eq!(record(&b, &s, t0() + mins(1), outcome, w(10, 10), P2), None);
             }
         }
+    }
+
+    #[test]
+    fn without_a_probe_the_first_outcome_after_the_open_period_decides() {
+        let s = BreakerSettings::default();
+        let after = t0() + mins(30);
+        let t = record(&open_at(t0(), 0), &s, after, Outcome::Landed, w(1, 0), P2).unwrap();
+        assert_eq!(t.to.state, BreakerState::Closed);
+        assert_eq!(t.reason, "first outcome after the open period landed");
+        let t = record(
+            &open_at(t0(), 1),
+            &s,
+            after + mins(30),
+            Outcome::Conflict,
+            w(1, 1),
+            P2,
+        )
+        .unwrap();
+        assert_eq!((t.to.state, t.to.reopens), (BreakerState::Open, 2));
+        let t = record(
+            &half_open(None, 0),
+            &s,
+            t0(),
+            Outcome::Conflict,
+            w(1, 1),
+            P2,
+        )
+        .unwrap();
+        assert_eq!(t.to.state, BreakerState::Open);
+    }
+
+    #[test]
+    fn a_processor_may_write_when_closed_or_when_it_would_be_the_probe() {
+        assert!(allows_writes(&Breaker::default(), t0(), false));
+        let open = open_at(t0(), 0);
+        assert!(!allows_writes(&open, t0() + mins(29), false));
+        assert!(allows_writes(&open, t0() + mins(30), false));
+        assert!(!allows_writes(&half_open(Some(P1), 0), t0(), true));
+        assert!(allows_writes(&half_open(Some(P1), 0), t0(), false));
+        assert!(allows_writes(&half_open(None, 0), t0(), false));
+        let forced = operate(&open, t0(), OperatorAction::ForceOpen, "x").to;
+        assert!(!allows_writes(&forced, t0() + mins(600), false));
     }
 
     #[test]

@@ -37,12 +37,10 @@ pub struct BreakerList {
 /// `GET /v1/breakers/{scope}`.
 #[derive(Debug, Serialize)]
 pub struct BreakerDetail {
-    /// The breaker (closed with an empty window when the scope has none yet).
+    /// The breaker (closed with an empty window when the scope has none yet); its
+    /// `allows_writes` is what a processor writing on its own checks before writing.
     #[serde(flatten)]
     pub breaker: BreakerView,
-    /// Whether a write of this scope should go ahead now (`closed`, `disabled`); a
-    /// processor writing on its own honours the breaker by checking this.
-    pub allows_writes: bool,
     /// Its last 20 transitions, newest first.
     pub transitions: Vec<TransitionRow>,
 }
@@ -72,7 +70,6 @@ async fn show(
         None => (closed(scope), Vec::new()),
     };
     Ok(Json(BreakerDetail {
-        allows_writes: matches!(breaker.state, BreakerState::Closed | BreakerState::Disabled),
         breaker,
         transitions,
     }))
@@ -89,6 +86,7 @@ fn closed(scope: String) -> BreakerView {
         reopens: 0,
         trips: 0,
         probe: None,
+        allows_writes: true,
         last_reason: None,
         last_actor: None,
         last_transition_at: None,

@@ -46,6 +46,10 @@ pub struct BreakerView {
     pub trips: i32,
     /// The half-open probe in flight, if any.
     pub probe: Option<Probe>,
+    /// Whether a processor writing on its own may write now (see
+    /// [`crate::domain::breaker::allows_writes`]): closed or disabled, or the open period
+    /// is over and no probe is in flight (its write is then the probe).
+    pub allows_writes: bool,
     /// Why it last changed state.
     pub last_reason: Option<String>,
     /// Who changed it: `scheduler`, or the operator's actor name.
@@ -454,6 +458,7 @@ impl Store {
             reopens: b.reopens,
             trips: row.trips,
             probe: b.probe.filter(|_| row.probe_alive),
+            allows_writes: breaker::allows_writes(&b, row.db_now, row.probe_alive),
             last_reason: row.last_reason,
             last_actor: row.last_actor,
             last_transition_at: row.last_transition_at,

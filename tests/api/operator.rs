@@ -432,3 +432,73 @@ async fn a_processor_can_hand_its_rows_over(pool: PgPool) {
     assert_eq!(problem["errors"][0]["pointer"], "/rows");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_processor_outside_the_service_is_governed_by_its_breaker(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.breaker.open_for = Duration::from_secs(1);
+        s.breaker.max_open_for = Duration::from_secs(8);
+    })
+    .await;
+    let p = "nbac_gamebook_processor";
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, r) = app
+            .post(
+                "/v1/conflicts",
+                &report(p, &format!("2026012{i}_LAL_BOS"), &format!("2026-01-2{i}")),
+            )
+            .await;
+        ids.push(r["conflict_id"].as_str().unwrap().to_owned());
+    }
+    let b = app.breaker(p).await;
+    assert_eq!(
+        (b["state"].as_str(), b["allows_writes"].as_bool()),
+        (Some("open"), Some(false))
+    );
+
+    // After the open period the processor may write: its write is the probe.
+    let b = eventually(Duration::from_secs(5), "the open period to end", || async {
+        let b = app.breaker(p).await;
+        (b["allows_writes"] == true).then_some(b)
+    })
+    .await;
+    assert_eq!(b["state"], "open");
+    // It conflicts again: re-opened, for twice as long.
+    app.post(&format!("/v1/conflicts/{}/attempts", ids[0]), &json!({}))
+        .await;
+    let b = app.breaker(p).await;
+    assert_eq!(
+        (
+            b["state"].as_str(),
+            b["reopens"].as_i64(),
+            b["allows_writes"].as_bool()
+        ),
+        (Some("open"), Some(1), Some(false))
+    );
+    // Its next write, after the longer period, lands: closed.
+    eventually(
+        Duration::from_secs(5),
+        "the second open period to end",
+        || async { (app.breaker(p).await["allows_writes"] == true).then_some(()) },
+    )
+    .await;
+    let (status, _) = app
+        .post(
+            &format!("/v1/conflicts/{}/resolve", ids[0]),
+            &json!({"method": "auto_retry"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = app.breaker(p).await;
+    assert_eq!(
+        (b["state"].as_str(), b["trips"].as_i64()),
+        (Some("closed"), Some(2)),
+        "{b}"
+    );
+    assert_eq!(
+        b["last_reason"],
+        "first outcome after the open period landed"
+    );
+    app.stop().await;
+}
