@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::domain::batch::BatchLimits;
+use crate::domain::breaker::{BreakerScope, BreakerSettings};
 use crate::domain::{ColumnName, RetryPolicy, TableRef};
 use crate::http::auth::{AccessSettings, Tokens};
-use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
-use crate::domain::breaker::{BreakerScope, BreakerSettings};
 use crate::notify::email::{SmtpSettings, SmtpTls};
 use crate::notify::AlertSettings;
+use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
 /// The default database: a local Postgres database named `streamguard` (created if missing).

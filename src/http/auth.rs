@@ -20,7 +20,7 @@
 //! | `GET /healthz`, `GET /readyz` | nothing |
 //! | `GET /docs`, `GET /openapi.json` | nothing, or `read` with `STREAMGUARD_DOCS_PUBLIC=false` |
 //! | `GET /metrics` | `read`, or nothing with `STREAMGUARD_METRICS_PUBLIC=true` |
-//! | `POST /v1/batches`, `POST /v1/conflicts` (register a conflict) | `write` |
+//! | `POST /v1/batches`, `POST /v1/conflicts` (register a conflict), `POST /v1/conflicts/{id}/attempts` (log a processor's retry) | `write` |
 //! | `POST /emulator/tables/{table}/insertAll` (stream rows in, like a processor) | `write` |
 //! | any other `GET` or `HEAD` (batches, conflicts, summaries, breakers, emulator rows) | `read` |
 //! | any other method (operator actions: retry, resolve, force, cancel, breaker changes) | `admin` |
@@ -304,6 +304,12 @@ pub fn required_access(access: &AccessSettings, method: &Method, path: &str) -> 
         "/metrics" if read_only && access.metrics_public => Access::Open,
         "/v1/batches" | "/v1/conflicts" if *method == Method::POST => Access::Scope(Scope::Write),
         p if *method == Method::POST
+            && p.starts_with("/v1/conflicts/")
+            && p.ends_with("/attempts") =>
+        {
+            Access::Scope(Scope::Write)
+        }
+        p if *method == Method::POST
             && p.starts_with("/emulator/tables/")
             && p.ends_with("/insertAll") =>
         {
@@ -440,6 +446,10 @@ mod tests {
         assert_eq!(
             need(Method::POST, "/v1/conflicts/x/resolve"),
             Access::Scope(Scope::Admin)
+        );
+        assert_eq!(
+            need(Method::POST, "/v1/conflicts/x/attempts"),
+            Access::Scope(Scope::Write)
         );
         assert_eq!(
             need(Method::POST, "/emulator/tables/p/insertAll"),

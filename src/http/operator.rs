@@ -598,6 +598,9 @@ async fn cancel(
 ) -> Result<Json<ActionResult>> {
     let reason = required_reason(&body.reason, "/reason")?;
     Ok(Json(
-        state.store.cancel_unit(unit_id, &actor.name, reason).await?,
+        state
+            .store
+            .cancel_unit(unit_id, &actor.name, reason)
+            .await?,
     ))
 }

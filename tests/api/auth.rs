@@ -225,6 +225,7 @@ async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: P
         url: app.base.clone(),
         games: 4,
         buffered: 2,
+        conflict_share: None,
         buffer: "1s".into(),
         players: 2,
         table: TABLE.into(),

@@ -436,6 +436,7 @@ async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
         start_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
         timeout: Duration::from_secs(60),
         quiet: true,
+        token: None,
     };
     let report = streamguard::demo::run(&args, |_| {})
         .await
