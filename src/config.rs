@@ -513,6 +513,7 @@ impl Settings {
     /// A message naming the setting and the accepted form.
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         let bigquery = args.bigquery.settings()?;
+        let breaker = breaker_settings(&args.breaker, args.lease, bigquery.is_some())?;
         let default_delays = if bigquery.is_some() {
             BIGQUERY_DEFAULT_DELAYS.to_vec()
         } else {
@@ -542,7 +543,7 @@ impl Settings {
             scheduler: args.scheduler,
             access: args.access.access()?,
             limits: args.limits.limits(),
-            breaker: breaker_settings(&args.breaker, args.lease)?,
+            breaker,
             breaker_scope: args.breaker.breaker_scope,
             alerts: alert_settings(&args.alerts, args.poll_interval)?,
         })
@@ -639,12 +640,18 @@ impl ServeArgs {
     }
 }
 
-fn breaker_settings(a: &BreakerArgs, lease: Duration) -> Result<BreakerSettings, String> {
-    let open_for = a.breaker_open_for.unwrap_or(EMULATOR_DEFAULT_OPEN_FOR);
-    let max_open_for = a
-        .breaker_max_open_for
-        .unwrap_or(EMULATOR_DEFAULT_MAX_OPEN_FOR)
-        .max(open_for);
+fn breaker_settings(
+    a: &BreakerArgs,
+    lease: Duration,
+    bigquery: bool,
+) -> Result<BreakerSettings, String> {
+    let (default_open, default_max) = if bigquery {
+        (BIGQUERY_DEFAULT_OPEN_FOR, BIGQUERY_DEFAULT_MAX_OPEN_FOR)
+    } else {
+        (EMULATOR_DEFAULT_OPEN_FOR, EMULATOR_DEFAULT_MAX_OPEN_FOR)
+    };
+    let open_for = a.breaker_open_for.unwrap_or(default_open);
+    let max_open_for = a.breaker_max_open_for.unwrap_or(default_max).max(open_for);
     Ok(BreakerSettings {
         threshold: a.breaker_threshold,
         min_outcomes: a.breaker_min_outcomes,
@@ -1040,10 +1047,15 @@ mod tests {
         assert_eq!(bq.location.as_deref(), Some("us-central1"));
         assert_eq!(bq.endpoint, "http://127.0.0.1:9050");
         assert_eq!(settings.retry.delays(), &BIGQUERY_DEFAULT_DELAYS);
+        assert_eq!(
+            (settings.breaker.open_for, settings.breaker.max_open_for),
+            (BIGQUERY_DEFAULT_OPEN_FOR, BIGQUERY_DEFAULT_MAX_OPEN_FOR)
+        );
 
         let emulator = Settings::for_tests("postgres://x/y");
         assert!(emulator.bigquery.is_none());
         assert_eq!(emulator.retry.delays(), &EMULATOR_DEFAULT_DELAYS);
+        assert_eq!(emulator.breaker.open_for, EMULATOR_DEFAULT_OPEN_FOR);
     }
 
     #[test]
