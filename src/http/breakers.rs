@@ -65,6 +65,7 @@ async fn show(
     State(state): State<AppState>,
     Path(scope): Path<String>,
 ) -> Result<Json<BreakerDetail>> {
+    check_scope(&scope)?;
     let (breaker, transitions) = match state.store.breaker(&scope).await? {
         Some(found) => found,
         None => (closed(scope), Vec::new()),
@@ -101,9 +102,7 @@ async fn operate(
     body: &ActionBody,
 ) -> Result<Json<BreakerView>> {
     let reason = required_reason(&body.reason, "/reason")?;
-    if scope.trim().is_empty() || scope.len() > 1024 {
-        return Err(Error::NotFound("no such breaker scope".into()));
-    }
+    check_scope(scope)?;
     Ok(Json(
         state
             .store
@@ -137,6 +136,17 @@ async fn disable(
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<BreakerView>> {
     operate(&state, &scope, OperatorAction::Disable, &actor, &body).await
+}
+
+/// A scope is a processor name or a table: not blank, at most 1,024 bytes, no NUL (which
+/// Postgres text cannot hold). Anything else names no breaker.
+fn check_scope(scope: &str) -> Result<()> {
+    if scope.trim().is_empty() || scope.len() > 1024 || scope.contains('\0') {
+        return Err(Error::NotFound(
+            "no such breaker scope: a processor name or a table".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A required free-text field: trimmed, not blank, at most 2,000 characters.

@@ -363,6 +363,17 @@ async fn attempt(
     Path(conflict_id): Path<Uuid>,
     ApiJson(body): ApiJson<AttemptBody>,
 ) -> Result<Json<ReportAnswer>> {
+    for (pointer, value) in [
+        ("/retry_attempt", body.retry_attempt),
+        ("/delay_seconds", body.delay_seconds),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(Error::Unprocessable {
+                detail: "the attempt report breaks a rule; nothing was logged".into(),
+                errors: vec![FieldError::new(pointer, "must not be negative")],
+            });
+        }
+    }
     let retry_attempt = state
         .store
         .report_attempt(

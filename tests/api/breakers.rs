@@ -351,6 +351,8 @@ async fn five_conflicts_in_eight_trip_one_processor_and_leave_another_alone(pool
 #[sqlx::test]
 async fn operators_reset_force_open_and_disable_with_a_recorded_reason(pool: PgPool) {
     let app = spawn_app_with(pool.clone(), tweak(Duration::from_secs(120))).await;
+    let (status, _) = app.get("/v1/breakers/bad%00scope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a NUL names no breaker");
     let (status, problem) = app
         .post(&format!("/v1/breakers/{PROCESSOR}/force-open"), &json!({}))
         .await;
