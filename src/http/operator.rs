@@ -36,6 +36,21 @@ use crate::store::jobs::{Recorded, Verdict};
 use crate::store::operator::{ActionResult, Report};
 use crate::warehouse::{KeyRows, StreamingBuffer, WriteUnit};
 
+/// Largest attempt number or attempt budget a processor may report (the count is stored
+/// as a 32-bit integer and incremented).
+pub const MAX_ATTEMPT: i32 = 1_000_000;
+/// Longest delay a processor may report: a year, in seconds.
+pub const MAX_DELAY_SECONDS: i32 = 366 * 24 * 3600;
+
+/// Each `(pointer, value, max)` whose value is outside `0..=max`, as a field error.
+fn counts(fields: &[(&str, Option<i32>, i32)]) -> Vec<FieldError> {
+    fields
+        .iter()
+        .filter(|(_, v, max)| v.is_some_and(|v| !(0..=*max).contains(&v)))
+        .map(|(pointer, _, max)| FieldError::new(*pointer, format!("must be from 0 to {max}")))
+        .collect()
+}
+
 /// The operator and report routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -247,7 +262,16 @@ async fn report(
     }
     let partition = match &body.partition {
         None => None,
-        Some(p) if p.len() == 1 => p.iter().next().map(|(c, v)| (c.clone(), v.clone())),
+        Some(p) if p.len() == 1 => p
+            .iter()
+            .next()
+            .and_then(|(c, v)| match ColumnName::parse(c) {
+                Ok(_) => Some((c.clone(), v.clone())),
+                Err(e) => {
+                    errors.push(FieldError::new(format!("/partition/{c}"), e.0));
+                    None
+                }
+            }),
         Some(_) => {
             errors.push(FieldError::new("/partition", "one column → value"));
             None
@@ -259,16 +283,12 @@ async fn report(
             "required: BigQuery's message",
         ));
     }
-    for (pointer, value) in [
-        ("/retry_attempt", body.retry_attempt),
-        ("/delay_seconds", body.delay_seconds),
-        ("/rows_affected", body.rows_affected),
-        ("/max_retries", body.max_retries),
-    ] {
-        if value.is_some_and(|v| v < 0) {
-            errors.push(FieldError::new(pointer, "must not be negative"));
-        }
-    }
+    errors.extend(counts(&[
+        ("/retry_attempt", body.retry_attempt, MAX_ATTEMPT),
+        ("/delay_seconds", body.delay_seconds, MAX_DELAY_SECONDS),
+        ("/rows_affected", body.rows_affected, i32::MAX),
+        ("/max_retries", body.max_retries, MAX_ATTEMPT),
+    ]));
     if !errors.is_empty() || table.is_err() {
         return Err(Error::Unprocessable {
             detail: "the conflict report breaks a rule; nothing was logged".into(),
@@ -363,16 +383,15 @@ async fn attempt(
     Path(conflict_id): Path<Uuid>,
     ApiJson(body): ApiJson<AttemptBody>,
 ) -> Result<Json<ReportAnswer>> {
-    for (pointer, value) in [
-        ("/retry_attempt", body.retry_attempt),
-        ("/delay_seconds", body.delay_seconds),
-    ] {
-        if value.is_some_and(|v| v < 0) {
-            return Err(Error::Unprocessable {
-                detail: "the attempt report breaks a rule; nothing was logged".into(),
-                errors: vec![FieldError::new(pointer, "must not be negative")],
-            });
-        }
+    let errors = counts(&[
+        ("/retry_attempt", body.retry_attempt, MAX_ATTEMPT),
+        ("/delay_seconds", body.delay_seconds, MAX_DELAY_SECONDS),
+    ]);
+    if !errors.is_empty() {
+        return Err(Error::Unprocessable {
+            detail: "the attempt report breaks a rule; nothing was logged".into(),
+            errors,
+        });
     }
     let retry_attempt = state
         .store
