@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Where a breaker stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Attempts go through; outcomes are counted.
@@ -70,7 +70,7 @@ impl BreakerState {
 }
 
 /// Which jobs share a breaker (`STREAMGUARD_BREAKER_SCOPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerScope {
     /// One breaker per `processor_name` (the default, as in the seed).
@@ -135,7 +135,7 @@ impl BreakerSettings {
 }
 
 /// The half-open permit: which job attempt holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Probe {
     /// The job.
     pub job_id: i64,
@@ -174,7 +174,7 @@ impl Default for Breaker {
 }
 
 /// Outcomes counted in the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Window {
     /// Outcomes (landed + conflicts).
     pub outcomes: u32,

@@ -50,7 +50,7 @@ impl ErrorClass {
 }
 
 /// Why BigQuery refused a write unit in a way that time cures (seed: `conflict_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictType {
     /// Rows of the key are (or may be) in the streaming buffer.

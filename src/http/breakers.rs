@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /v1/breakers`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BreakerList {
     /// What a scope is: `processor` (processor_name) or `table`.
     pub scope_by: BreakerScope,
@@ -35,7 +35,7 @@ pub struct BreakerList {
 }
 
 /// `GET /v1/breakers/{scope}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BreakerDetail {
     /// The breaker (closed with an empty window when the scope has none yet); its
     /// `allows_writes` is what a processor writing on its own checks before writing.
@@ -46,7 +46,7 @@ pub struct BreakerDetail {
 }
 
 /// Body of the operator actions.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     /// Why (required, not blank); kept with the transition.
@@ -54,14 +54,36 @@ pub struct ActionBody {
     pub reason: String,
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<BreakerList>> {
+#[utoipa::path(
+    get,
+    path = "/v1/breakers",
+    operation_id = "list_breakers",
+    tag = "breakers",
+    responses(
+        (status = 200, description = "Every scope that has counted an outcome or been changed by an operator.", body = BreakerList),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<BreakerList>> {
     Ok(Json(BreakerList {
         scope_by: state.store.config().breaker_scope,
         breakers: state.store.breakers().await?,
     }))
 }
 
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/v1/breakers/{scope}",
+    operation_id = "get_breaker",
+    tag = "breakers",
+    params(("scope" = String, Path, description = "A processor name (or a table with STREAMGUARD_BREAKER_SCOPE=table).")),
+    responses(
+        (status = 200, description = "The breaker with its last transitions; closed if the scope has none yet. A processor writing on its own checks `allows_writes` first.", body = BreakerDetail),
+        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     Path(scope): Path<String>,
 ) -> Result<Json<BreakerDetail>> {
@@ -111,7 +133,25 @@ async fn operate(
     ))
 }
 
-async fn reset(
+#[utoipa::path(
+    post,
+    path = "/v1/breakers/{scope}/reset",
+    operation_id = "reset_breaker",
+    tag = "breakers",
+    params(("scope" = String, Path, description = "A processor name (or a table with STREAMGUARD_BREAKER_SCOPE=table).")),
+    request_body(content = ActionBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Closed, counting restarted. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn reset(
     State(state): State<AppState>,
     actor: Actor,
     Path(scope): Path<String>,
@@ -120,7 +160,25 @@ async fn reset(
     operate(&state, &scope, OperatorAction::Reset, &actor, &body).await
 }
 
-async fn force_open(
+#[utoipa::path(
+    post,
+    path = "/v1/breakers/{scope}/force-open",
+    operation_id = "force_open_breaker",
+    tag = "breakers",
+    params(("scope" = String, Path, description = "A processor name (or a table with STREAMGUARD_BREAKER_SCOPE=table).")),
+    request_body(content = ActionBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Forced open until a reset: nothing of the scope is attempted. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn force_open(
     State(state): State<AppState>,
     actor: Actor,
     Path(scope): Path<String>,
@@ -129,7 +187,25 @@ async fn force_open(
     operate(&state, &scope, OperatorAction::ForceOpen, &actor, &body).await
 }
 
-async fn disable(
+#[utoipa::path(
+    post,
+    path = "/v1/breakers/{scope}/disable",
+    operation_id = "disable_breaker",
+    tag = "breakers",
+    params(("scope" = String, Path, description = "A processor name (or a table with STREAMGUARD_BREAKER_SCOPE=table).")),
+    request_body(content = ActionBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Disabled until a reset: everything goes through, nothing trips it. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn disable(
     State(state): State<AppState>,
     actor: Actor,
     Path(scope): Path<String>,

@@ -63,7 +63,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST /v1/conflicts`: the seed's conflict-log columns.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBody {
     /// Who hit the conflict.
@@ -71,9 +71,11 @@ pub struct ReportBody {
     /// Target table, `project.dataset.table`.
     pub table: String,
     /// Key column → value, e.g. `{"game_id": "20260124_LAL_BOS"}`.
+    #[schema(value_type = Object)]
     pub key: Map<String, Value>,
     /// Partition column → value (one entry), e.g. `{"game_date": "2026-01-24"}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub partition: Option<Map<String, Value>>,
     /// `streaming_buffer`, `concurrent_dml` or `quota_exceeded`.
     pub conflict_type: ConflictType,
@@ -103,7 +105,7 @@ pub struct ReportBody {
 }
 
 /// Answer of `POST /v1/conflicts` and `/attempts`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportAnswer {
     /// The conflict.
     pub conflict_id: Uuid,
@@ -120,7 +122,7 @@ pub struct ReportAnswer {
 }
 
 /// Body of `/attempts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptBody {
     /// The attempt number (default: the last plus one).
@@ -135,7 +137,7 @@ pub struct AttemptBody {
 }
 
 /// Body of `/resolve`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// `manual` (default; `note` required) or `auto_retry` (a processor's own retry landed).
@@ -150,7 +152,7 @@ fn manual() -> String {
 }
 
 /// Body of `/retry`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBody {
     /// Attempt even while the scope's breaker is open (once).
@@ -162,7 +164,7 @@ pub struct RetryBody {
 }
 
 /// Body of `/force`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForceBody {
     /// Why (required).
@@ -174,7 +176,7 @@ pub struct ForceBody {
 }
 
 /// Body of `/cancel`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// Why (required).
@@ -183,7 +185,7 @@ pub struct CancelBody {
 }
 
 /// Answer of a force dry run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DryRun {
     /// Always `true`: nothing was written.
     pub dry_run: bool,
@@ -209,7 +211,7 @@ pub struct DryRun {
 }
 
 /// The streaming-buffer hint in a dry run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BufferView {
     /// Lower-bound estimate of buffered rows in the table.
     pub estimated_rows: Option<u64>,
@@ -226,8 +228,18 @@ impl From<StreamingBuffer> for BufferView {
     }
 }
 
+/// Answer of `POST /v1/conflicts/{id}/force`: a dry run's or a real run's.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ForceAnswer {
+    /// `dry_run: true`: what would happen; nothing written.
+    DryRun(DryRun),
+    /// A real run's result.
+    Forced(Forced),
+}
+
 /// Answer of a real force.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Forced {
     /// Always `false`.
     pub dry_run: bool,
@@ -242,7 +254,22 @@ pub struct Forced {
     pub error: Option<String>,
 }
 
-async fn report(
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts",
+    operation_id = "report_conflict",
+    tag = "conflicts",
+    request_body(content = ReportBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Logged with the conflict log's columns and counted for the breaker; with `rows`, the service took the write over.", body = ReportAnswer),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule (names, key, partition, counts, rows of another key); `errors[]` names each by JSON pointer. Nothing was logged.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["write"]))
+)]
+pub(crate) async fn report(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ReportBody>,
 ) -> Result<impl IntoResponse> {
@@ -378,7 +405,25 @@ async fn breaker_state(state: &AppState, processor: &str, table: &str) -> Result
         .to_owned())
 }
 
-async fn attempt(
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{conflict_id}/attempts",
+    operation_id = "report_conflict_attempt",
+    tag = "conflicts",
+    params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
+    request_body(content = AttemptBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged and counted for the breaker; `breaker_state` says whether to wait.", body = ReportAnswer),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The conflict is retried by the service, or has ended.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A count or delay is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["write"]))
+)]
+pub(crate) async fn attempt(
     State(state): State<AppState>,
     Path(conflict_id): Path<Uuid>,
     ApiJson(body): ApiJson<AttemptBody>,
@@ -421,7 +466,25 @@ async fn target(state: &AppState, conflict_id: Uuid) -> Result<crate::store::ope
         .ok_or_else(|| Error::NotFound(format!("no conflict {conflict_id}")))
 }
 
-async fn resolve(
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{conflict_id}/resolve",
+    operation_id = "resolve_conflict",
+    tag = "operator",
+    params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
+    request_body(content = ResolveBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Resolved; a unit the service still retried is cancelled.", body = ActionResult),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already resolved, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`note` missing for `manual`, an unknown `method`, or `auto_retry` on the service's own conflict.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn resolve(
     State(state): State<AppState>,
     actor: Actor,
     Path(conflict_id): Path<Uuid>,
@@ -463,7 +526,25 @@ async fn resolve(
     ))
 }
 
-async fn retry(
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{conflict_id}/retry",
+    operation_id = "retry_conflict",
+    tag = "operator",
+    params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
+    request_body(content = RetryBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The unit is due now (a given-up unit gets one more attempt).", body = ActionResult),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Resolved, kept by its processor, superseded, cancelled, landed, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body does not have the expected shape (an unknown field, a wrong type).", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn retry(
     State(state): State<AppState>,
     actor: Actor,
     Path(conflict_id): Path<Uuid>,
@@ -483,15 +564,36 @@ async fn retry(
     ))
 }
 
-async fn force(
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{conflict_id}/force",
+    operation_id = "force_conflict",
+    tag = "operator",
+    params(("conflict_id" = Uuid, Path, description = "The conflict's id.")),
+    request_body(content = ForceBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A dry run's answer (nothing written), or a real run's: the atomic replace landed (`force_mode`) or was refused (a conflict, recorded).", body = ForceAnswer),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Superseded by a newer batch, resolved, kept by its processor, cancelled, landed, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`reason` is missing or blank.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Dry run: the warehouse could not count the key's rows.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn force(
     State(state): State<AppState>,
     actor: Actor,
     Path(conflict_id): Path<Uuid>,
     ApiJson(body): ApiJson<ForceBody>,
-) -> Result<axum::response::Response> {
+) -> Result<Json<ForceAnswer>> {
     let reason = required_reason(&body.reason, "/reason")?.to_owned();
     if body.dry_run {
-        return Ok(Json(dry_run(&state, conflict_id).await?).into_response());
+        return Ok(Json(ForceAnswer::DryRun(
+            dry_run(&state, conflict_id).await?,
+        )));
     }
     let replica = format!("operator:{}", actor.name);
     let job = state
@@ -541,7 +643,7 @@ async fn force(
         ),
     };
     let (unit_state, next_attempt_at) = unit_now(&state, unit_id).await?;
-    Ok(Json(Forced {
+    Ok(Json(ForceAnswer::Forced(Forced {
         dry_run: false,
         landed,
         outcome,
@@ -555,8 +657,7 @@ async fn force(
             reason,
         },
         error,
-    })
-    .into_response())
+    })))
 }
 
 async fn unit_now(state: &AppState, unit_id: Uuid) -> Result<(String, Option<DateTime<Utc>>)> {
@@ -620,7 +721,25 @@ async fn dry_run(state: &AppState, conflict_id: Uuid) -> Result<DryRun> {
     })
 }
 
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/v1/units/{unit_id}/cancel",
+    operation_id = "cancel_unit",
+    tag = "operator",
+    params(("unit_id" = Uuid, Path, description = "The write unit's id.")),
+    request_body(content = CancelBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Cancelled: never attempted again; its open conflict resolved `manual`.", body = ActionResult),
+        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such unit (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The unit already landed or ended, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`reason` is missing or blank.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     actor: Actor,
     Path(unit_id): Path<Uuid>,

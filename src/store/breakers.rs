@@ -26,7 +26,7 @@ pub const SCHEDULER_ACTOR: &str = "scheduler";
 const CAS_TRIES: usize = 16;
 
 /// One breaker as `GET /v1/breakers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BreakerView {
     /// The scope: a processor name, or a table (`STREAMGUARD_BREAKER_SCOPE`).
     pub scope: String,
@@ -59,7 +59,7 @@ pub struct BreakerView {
 }
 
 /// One recorded transition.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TransitionRow {
     /// From this state.
     pub from_state: String,

@@ -64,7 +64,7 @@ pub struct Target {
 }
 
 /// What an operator action did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActionResult {
     /// `retry`, `resolve`, `force` or `cancel`.
     pub action: &'static str,

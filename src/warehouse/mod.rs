@@ -180,7 +180,7 @@ pub trait Warehouse: Send + Sync + 'static {
 }
 
 /// The rows stored for one key, from [`Warehouse::key_rows`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyRows {
     /// Rows whose key (and partition) equal the unit's: what a replace deletes.
     pub stored: u64,
