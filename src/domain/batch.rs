@@ -192,6 +192,21 @@ impl Errors {
     }
 }
 
+/// One spelling per key value: a number with an integral value that a 64-bit float holds
+/// exactly (|x| ≤ 2^53) becomes an integer, so `1`, `1.0` and `1e0` name one key — as they
+/// do for BigQuery's typed comparison and for Postgres's `jsonb` equality. Without this,
+/// rows spelled differently would form two units whose replaces delete each other's rows.
+pub fn canonical(value: &Value) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Value::from(f as i64),
+            _ => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
 /// Escapes a JSON object member name for use in a JSON pointer (RFC 6901).
 fn pointer_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
@@ -404,9 +419,19 @@ impl<'a> Grouper<'a> {
         errors: &mut Errors,
     ) -> bool {
         let Some(value) = value else {
+            let holder = if pointer.starts_with("/delete_keys") {
+                "the delete key"
+            } else {
+                "the row"
+            };
+            let role = if self.partition_column.is_some_and(|p| p.as_str() == column) {
+                "the partition column"
+            } else {
+                "key column"
+            };
             errors.push(
                 pointer,
-                format!("the row has no value for key column {column:?}"),
+                format!("{holder} has no value for {role} {column:?}"),
             );
             return false;
         };
@@ -635,9 +660,11 @@ impl<'a> Grouper<'a> {
         let key: Map<String, Value> = self
             .key_columns
             .iter()
-            .map(|c| (c.as_str().to_owned(), object[c.as_str()].clone()))
+            .map(|c| (c.as_str().to_owned(), canonical(&object[c.as_str()])))
             .collect();
-        let partition = self.partition_column.map(|c| object[c.as_str()].clone());
+        let partition = self
+            .partition_column
+            .map(|c| canonical(&object[c.as_str()]));
         let fingerprint =
             serde_json::to_string(&(&key, &partition)).expect("JSON values serialize");
         (fingerprint, key, partition)
@@ -846,5 +873,56 @@ mod tests {
     #[test]
     fn json_pointer_tokens_are_escaped() {
         assert_eq!(pointer_token("a/b~c"), "a~1b~0c");
+    }
+
+    #[test]
+    fn one_number_spelled_three_ways_is_one_key() {
+        let mut req = request(json!([]));
+        req.key_columns = vec!["seq".into()];
+        req.partition_column = None;
+        req.rows = vec![
+            json!({"seq": 1, "who": "A"}),
+            json!({"seq": 1.0, "who": "B"}),
+            serde_json::from_str(r#"{"seq": 1e0, "who": "C"}"#).unwrap(),
+        ];
+        let batch = req.validate(&BatchLimits::default()).unwrap();
+        assert_eq!(batch.units.len(), 1);
+        assert_eq!(batch.units[0].rows.len(), 3);
+        assert_eq!(
+            batch.units[0].key,
+            json!({"seq": 1}).as_object().unwrap().clone()
+        );
+        assert_eq!(canonical(&json!(1.5)), json!(1.5));
+        assert_eq!(
+            canonical(&json!(1e300)),
+            json!(1e300),
+            "beyond 2^53 stays a float"
+        );
+    }
+
+    #[test]
+    fn a_delete_key_spelled_differently_still_collides_with_rows() {
+        let mut req = request(json!([]));
+        req.key_columns = vec!["points".into()];
+        req.partition_column = None;
+        req.rows = vec![json!({"points": 7, "who": "keep-me"})];
+        req.delete_keys = vec![json!({"points": 7.0})];
+        let errors = req.validate(&BatchLimits::default()).unwrap_err();
+        assert_eq!(errors[0].pointer, "/delete_keys/0");
+    }
+
+    #[test]
+    fn a_delete_key_without_its_partition_value_says_so() {
+        let mut req = request(json!([]));
+        req.delete_keys = vec![json!({"game_id": "g"})];
+        let errors = req.validate(&BatchLimits::default()).unwrap_err();
+        assert_eq!(errors[0].pointer, "/delete_keys/0/game_date");
+        assert!(
+            errors[0]
+                .detail
+                .starts_with("the delete key has no value for the partition column"),
+            "{}",
+            errors[0].detail
+        );
     }
 }
