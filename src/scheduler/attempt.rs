@@ -136,6 +136,30 @@ impl Scheduler {
         table: &TableRef,
         unit: WriteUnit,
     ) -> Result<warehouse::ReplaceOutcome, warehouse::Error> {
+        // The claim may be old by now (a stalled process, a starved pool): confirm the lease
+        // just before the call, so a replica that lost its job does not write at all. What
+        // this cannot stop — a stall between here and BigQuery — is healed when recording
+        // finds the lease lost (see `Store::record_attempt`).
+        match self
+            .store
+            .renew_lease(job.job_id, job.attempt, self.settings.lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(warehouse::Error::Transient {
+                    message: "the job's lease was lost before the warehouse call; nothing was sent"
+                        .into(),
+                })
+            }
+            Err(e) => {
+                return Err(warehouse::Error::Transient {
+                    message: format!(
+                        "could not confirm the job's lease before the warehouse call: {e}"
+                    ),
+                })
+            }
+        }
         let stop = CancellationToken::new();
         let renewer = {
             let (store, stop, lease) = (self.store.clone(), stop.clone(), self.settings.lease);

@@ -130,6 +130,15 @@ impl Store {
         max_attempts: u32,
         first_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<Intake, Error> {
+        let table = batch.table.to_string();
+        // Intake is serialised per table, so that of two batches for one key the one that
+        // commits second always sees — and supersedes — the first: concurrent posts can
+        // never both land with the older last. Held until the caller commits.
+        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(INTAKE_LOCK_SPACE)
+            .bind(&table)
+            .execute(&mut *tx)
+            .await?;
         let batch_id = Uuid::new_v4();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "insert into batches (batch_id, processor_name, table_ref, key_columns, partition_column, idempotency_key, payload_hash)
@@ -187,8 +196,8 @@ impl Store {
             .map(|u| Value::Array(u.rows.clone()))
             .collect();
         let counts: Vec<i32> = batch.units.iter().map(|u| u.rows.len() as i32).collect();
-        let table = batch.table.to_string();
 
+        refuse_other_key_shape(tx, batch, &table).await?;
         let superseded = supersede(tx, &table, &keys, &partitions).await?;
 
         sqlx::query(
@@ -268,6 +277,53 @@ impl Store {
     }
 }
 
+/// Advisory-lock space of intake's per-table lock (the two-key form; the claim lock uses
+/// the one-key form, a separate space).
+const INTAKE_LOCK_SPACE: i32 = 0x7367_0001;
+
+/// Refuses a batch whose key columns (or partition column) differ from those of units of
+/// the same table that have not landed yet. Supersession compares keys of one shape only:
+/// a whole-game unit still waiting and a later per-player correction would both land, the
+/// older last, and overwrite the correction. Once the waiting units have landed (or been
+/// cancelled), the table may be written with another key.
+async fn refuse_other_key_shape(
+    tx: &mut sqlx::PgConnection,
+    batch: &ValidatedBatch,
+    table: &str,
+) -> Result<(), Error> {
+    let columns: Vec<String> = batch
+        .key_columns
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    let partition = batch
+        .partition_column
+        .as_ref()
+        .map(|c| c.as_str().to_owned());
+    let other: Option<(Vec<String>, Option<String>, i64)> = sqlx::query_as(
+        "select b.key_columns, b.partition_column, count(*)
+         from write_units u join batches b using (batch_id)
+         where u.table_ref = $1 and u.state in ('pending', 'deferred')
+           and (not (b.key_columns @> $2 and b.key_columns <@ $2) or b.partition_column is distinct from $3)
+         group by 1, 2 limit 1",
+    )
+    .bind(table)
+    .bind(&columns)
+    .bind(&partition)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match other {
+        None => Ok(()),
+        Some((their_columns, their_partition, waiting)) => Err(Error::Refused(format!(
+            "table {table} has {waiting} unit(s) not landed yet keyed by {their_columns:?}{}; this batch is keyed by {columns:?}{}. \
+             Keys of different shapes cannot supersede each other, so the older could overwrite the newer: \
+             use the same key columns, or wait until those units have landed",
+            their_partition.map(|p| format!(" partitioned by {p:?}")).unwrap_or_default(),
+            partition.map(|p| format!(" partitioned by {p:?}")).unwrap_or_default(),
+        ))),
+    }
+}
+
 /// When the batch's breaker is open, its units answer `deferred` at once, with
 /// `next_attempt_at` at the end of the open period (for a forced-open breaker, one open
 /// period from now, when the scheduler asks again), and their jobs wait until then: the
@@ -312,8 +368,9 @@ async fn supersede(
     let superseded: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
         "update write_units w set state = 'superseded', next_attempt_at = null, updated_at = now()
          from unnest($2::jsonb[], $3::jsonb[]) as n(key, partition_value)
-         where w.table_ref = $1 and w.key = n.key
-           and w.partition_value is not distinct from n.partition_value
+         where w.table_ref = $1
+           and md5(w.key::text || coalesce(w.partition_value::text, '')) = md5(n.key::text || coalesce(n.partition_value::text, ''))
+           and w.key = n.key and w.partition_value is not distinct from n.partition_value
            and w.state in ('pending', 'deferred')
          returning w.unit_id, w.conflict_id",
     )

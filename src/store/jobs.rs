@@ -308,6 +308,10 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if fenced.is_none() {
+            if matches!(verdict, Verdict::Loaded { .. }) {
+                heal_after_stale_write(&mut tx, job).await?;
+                tx.commit().await?;
+            }
             return Ok(Recorded::LeaseLost);
         }
         if job.bypass_breaker {
@@ -569,6 +573,40 @@ impl Store {
         tx.commit().await?;
         Ok(Recorded::Applied(new_state))
     }
+}
+
+/// A replace landed after its claim was lost: a stalled replica's late write, which may
+/// have put this unit's rows over those of a newer unit of the same key that already
+/// landed. The warehouse call cannot be recalled, so the newest unit is re-applied: when
+/// the newest unit of the key is `loaded`, its job runs again at once (a replace is
+/// idempotent). A newer unit still waiting lands later anyway; without a newer unit, the
+/// late write wrote this unit's own rows and nothing is stale.
+async fn heal_after_stale_write(
+    tx: &mut sqlx::PgConnection,
+    job: &ClaimedJob,
+) -> Result<(), Error> {
+    let healed: Option<Uuid> = sqlx::query_scalar(
+        "with newest as (
+             select u.unit_id, u.state from write_units u join write_units me on me.unit_id = $1
+             where u.table_ref = me.table_ref and u.key = me.key
+               and u.partition_value is not distinct from me.partition_value
+               and u.seq > me.seq and u.state in ('loaded', 'pending', 'deferred')
+             order by u.seq desc limit 1)
+         update jobs j set state = 'available', run_at = now(), lease_expires_at = null, locked_by = null,
+                completed_at = null, updated_at = now()
+         from newest where j.unit_id = newest.unit_id and newest.state = 'loaded' and j.state = 'completed'
+         returning j.unit_id",
+    )
+    .bind(job.unit_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(newest) = healed {
+        tracing::warn!(
+            stale_unit = %job.unit_id, %newest,
+            "an attempt whose lease was lost wrote to the warehouse; re-applying the newest unit of its key"
+        );
+    }
+    Ok(())
 }
 
 async fn complete_job(tx: &mut sqlx::PgConnection, job_id: i64) -> Result<(), Error> {

@@ -15,5 +15,6 @@ mod hostile_input;
 mod intake;
 mod openapi;
 mod operator;
+mod ordering;
 mod scheduling;
 mod store;
