@@ -380,6 +380,17 @@ impl Store {
             } else {
                 "superseded"
             };
+            if !matches!(job.state.as_str(), "superseded" | "cancelled") {
+                // The attempt did reach the warehouse (the unit was superseded or cancelled
+                // while it ran): count it, so the unit does not claim it was never tried.
+                sqlx::query(
+                    "update write_units set attempts = $2, updated_at = now() where unit_id = $1",
+                )
+                .bind(job.unit_id)
+                .bind(job.attempt)
+                .execute(&mut *tx)
+                .await?;
+            }
             complete_job(&mut tx, job.job_id).await?;
             insert_attempt(
                 &mut tx,
