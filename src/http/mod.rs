@@ -8,6 +8,7 @@
 //! | `GET /v1/breakers`, `/{scope}`, `POST /v1/breakers/{scope}/reset\|force-open\|disable` | [`breakers`] |
 //! | `POST /v1/conflicts`, `/{id}/attempts\|resolve\|retry\|force`, `POST /v1/units/{id}/cancel` | [`operator`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
+//! | `GET /metrics` | [`metrics`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
@@ -22,6 +23,7 @@ pub mod emulator;
 mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod operator;
 
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(breakers::router())
         .merge(operator::router())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(openapi::router());
     if state.emulator.is_some() {
         api = api.merge(emulator::router());

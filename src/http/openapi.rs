@@ -55,6 +55,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::breakers::disable,
         super::health::healthz,
         super::health::readyz,
+        super::metrics::metrics,
         super::emulator::insert_all,
         super::emulator::rows,
         openapi_json,

@@ -16,6 +16,7 @@ pub mod batches;
 pub mod breakers;
 pub mod conflicts;
 pub mod jobs;
+pub mod metrics;
 pub mod operator;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};

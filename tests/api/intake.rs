@@ -263,3 +263,40 @@ async fn health_and_readiness(pool: PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn metrics_count_the_shared_state_in_prometheus_text(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    app.post_batch(
+        &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "backfill"),
+        None,
+    )
+    .await;
+
+    let r = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("streamguard_units{state=\"pending\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("streamguard_jobs{state=\"due\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("streamguard_conflicts_unresolved 0\n"),
+        "{text}"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,130 @@
+//! `GET /metrics`: the service's shared state in Prometheus's text exposition format
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>), counted from
+//! Postgres at scrape time — what is due, running, stuck behind a lease, in conflict,
+//! held by a breaker, waiting to alert. Needs `read` unless `STREAMGUARD_METRICS_PUBLIC`.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+
+use super::{AppState, Result};
+use crate::store::metrics::Snapshot;
+
+/// The metrics route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Gauges in Prometheus's text format: `streamguard_units{state}`, `streamguard_jobs{state}`, `streamguard_jobs_lease_expired`, `streamguard_oldest_due_seconds`, `streamguard_conflicts_unresolved`, `streamguard_breakers{state}`, `streamguard_alerts_pending`.", body = String, content_type = "text/plain"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
+    let snapshot = state.store.snapshot().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&snapshot),
+    ))
+}
+
+/// Renders the snapshot; each family with its `HELP` and `TYPE` lines.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let by_state = |v: &Value| -> Vec<(String, f64)> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.as_f64().unwrap_or(0.0)))
+            .collect()
+    };
+    family(
+        "streamguard_units",
+        "Write units by state.",
+        by_state(&s.units),
+    );
+    family(
+        "streamguard_jobs",
+        "Jobs by state: due (waiting for a claim), scheduled (a later run_at), running.",
+        vec![
+            ("{state=\"due\"}".into(), s.jobs_due as f64),
+            ("{state=\"scheduled\"}".into(), s.jobs_scheduled as f64),
+            ("{state=\"running\"}".into(), s.jobs_running as f64),
+        ],
+    );
+    family(
+        "streamguard_jobs_lease_expired",
+        "Running jobs whose lease expired (a dead replica's; the next claim takes them).",
+        vec![(String::new(), s.jobs_lease_expired as f64)],
+    );
+    family(
+        "streamguard_oldest_due_seconds",
+        "Seconds since the oldest due job became due: how far behind the schedulers are.",
+        vec![(String::new(), s.oldest_due_seconds)],
+    );
+    family(
+        "streamguard_conflicts_unresolved",
+        "Conflicts not resolved (still retrying, or given up with resolution timeout).",
+        vec![(String::new(), s.conflicts_unresolved as f64)],
+    );
+    family(
+        "streamguard_breakers",
+        "Circuit breakers by state.",
+        by_state(&s.breakers),
+    );
+    family(
+        "streamguard_alerts_pending",
+        "Alert deliveries not sent yet.",
+        vec![(String::new(), s.alerts_pending as f64)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_prometheus_text_with_help_and_type() {
+        let text = render(&Snapshot {
+            units: json!({"loaded": 89, "deferred": 3}),
+            jobs_due: 2,
+            jobs_scheduled: 3,
+            jobs_running: 1,
+            jobs_lease_expired: 0,
+            oldest_due_seconds: 1.5,
+            conflicts_unresolved: 3,
+            breakers: json!({"open": 1}),
+            alerts_pending: 0,
+        });
+        assert!(text.contains("# TYPE streamguard_units gauge\n"));
+        assert!(text.contains("streamguard_units{state=\"deferred\"} 3\n"));
+        assert!(text.contains("streamguard_jobs{state=\"due\"} 2\n"));
+        assert!(text.contains("streamguard_oldest_due_seconds 1.5\n"));
+        assert!(text.contains("streamguard_breakers{state=\"open\"} 1\n"));
+        assert!(text
+            .lines()
+            .all(|l| l.starts_with('#') || l.starts_with("streamguard_")));
+    }
+}

@@ -1,0 +1,57 @@
+//! What `/metrics` reports: a snapshot of the job table, the units, the conflict log, the
+//! breakers and the alert outbox, counted in one statement at scrape time. Derived from
+//! Postgres, so every replica reports the same shared state.
+
+use serde_json::Value;
+
+use super::{Error, Store};
+
+/// Counts at one instant.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Snapshot {
+    /// Write units by state: `{"loaded": 89, "deferred": 3, …}`.
+    pub units: Value,
+    /// Jobs due now and not claimed.
+    pub jobs_due: i64,
+    /// Jobs waiting for a later `run_at` (deferred retries, held by a breaker).
+    pub jobs_scheduled: i64,
+    /// Jobs claimed and running.
+    pub jobs_running: i64,
+    /// Running jobs whose lease expired (a dead replica's; the next claim takes them).
+    pub jobs_lease_expired: i64,
+    /// Seconds since the oldest due job became due (0 when none is due): how far behind
+    /// the schedulers are.
+    pub oldest_due_seconds: f64,
+    /// Conflicts not resolved (retrying, or given up: `timeout`).
+    pub conflicts_unresolved: i64,
+    /// Breakers by state: `{"closed": 2, "open": 1}`.
+    pub breakers: Value,
+    /// Alert deliveries not sent yet.
+    pub alerts_pending: i64,
+}
+
+impl Store {
+    /// Counts the service's state for `/metrics`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        Ok(sqlx::query_as(
+            "select
+               (select coalesce(jsonb_object_agg(state, n), '{}') from
+                  (select state, count(*) as n from write_units group by state) s) as units,
+               (select count(*) from jobs where state = 'available' and run_at <= now()) as jobs_due,
+               (select count(*) from jobs where state = 'available' and run_at > now()) as jobs_scheduled,
+               (select count(*) from jobs where state = 'running') as jobs_running,
+               (select count(*) from jobs where state = 'running' and lease_expires_at <= now()) as jobs_lease_expired,
+               (select coalesce(extract(epoch from now() - min(run_at)), 0)::float8 from jobs
+                 where state = 'available' and run_at <= now()) as oldest_due_seconds,
+               (select count(*) from conflicts where not resolved) as conflicts_unresolved,
+               (select coalesce(jsonb_object_agg(state, n), '{}') from
+                  (select state, count(*) as n from breakers group by state) b) as breakers,
+               (select count(*) from alert_deliveries where state <> 'sent') as alerts_pending",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
