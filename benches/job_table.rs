@@ -1,8 +1,9 @@
 //! Benchmark of the job table on real Postgres: intake throughput, and claim → record
 //! throughput and claim latency with a large backlog. Prints figures; run with
 //! `cargo bench --bench job_table` (needs the local Postgres; uses a throwaway database
-//! `streamguard_bench`). `BENCH_UNITS` sets the backlog (default 20,000 units over 200
-//! tables).
+//! `streamguard_bench`). `BENCH_UNITS` sets the backlog (default 20,000 units),
+//! `BENCH_TABLES` how many tables share it (default 200), `BENCH_MAX_CLAIMS` stops the
+//! claim phase early (default: drain the backlog).
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,14 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let tables = 200;
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let tables = env("BENCH_TABLES", 200);
+    let max_claims = env("BENCH_MAX_CLAIMS", usize::MAX);
     if Postgres::database_exists(URL).await? {
         Postgres::drop_database(URL).await?;
     }
@@ -36,10 +44,12 @@ async fn main() -> anyhow::Result<()> {
 
     // Intake: one batch per table, units/tables games each, 20 rows per game.
     let per_table = units / tables;
+    // At most 50,000 rows per batch (the intake limit): fewer rows per unit for big tables.
+    let rows_per_unit = (50_000 / per_table.max(1)).clamp(1, 20);
     let started = Instant::now();
     for t in 0..tables {
         let rows: Vec<_> = (0..per_table)
-            .flat_map(|g| (0..20).map(move |p| json!({"game_id": format!("g{g}"), "game_date": "2026-01-24", "player": p, "points": p})))
+            .flat_map(|g| (0..rows_per_unit).map(move |p| json!({"game_id": format!("g{g}"), "game_date": "2026-01-24", "player": p, "points": p})))
             .collect();
         let request: BatchRequest = serde_json::from_value(json!({
             "processor_name": "bench",
@@ -57,10 +67,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "intake: {} units ({} rows) in {:.2?} = {:.0} units/s, {:.0} rows/s",
         tables * per_table,
-        tables * per_table * 20,
+        tables * per_table * rows_per_unit,
         intake,
         (tables * per_table) as f64 / intake.as_secs_f64(),
-        (tables * per_table * 20) as f64 / intake.as_secs_f64()
+        (tables * per_table * rows_per_unit) as f64 / intake.as_secs_f64()
     );
 
     // Claim 8 at a time (one per table), record each as loaded, until the backlog is empty.
@@ -77,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let mut record_latencies = Vec::new();
     let started = Instant::now();
     let mut done = 0;
-    loop {
+    while claim_latencies.len() < max_claims {
         let t = Instant::now();
         let jobs = store.claim("bench", 8, 1, Duration::from_secs(30)).await?;
         claim_latencies.push(t.elapsed());

@@ -137,17 +137,33 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let claimed: Vec<i64> = sqlx::query_scalar(
-            "with running as (
+            "with recursive due_tables(table_ref) as (
+                 (select table_ref from jobs where state = 'available' and run_at <= now()
+                  order by table_ref limit 1)
+                 union all
+                 select (select j.table_ref from jobs j
+                         where j.state = 'available' and j.run_at <= now() and j.table_ref > d.table_ref
+                         order by j.table_ref limit 1)
+                 from due_tables d where d.table_ref is not null
+             ), running as (
                  select table_ref, count(*) as n from jobs
                  where state = 'running' and lease_expires_at > now()
                  group by table_ref
+             ), candidates as (
+                 select c.job_id from due_tables t left join running r using (table_ref)
+                 cross join lateral (
+                     select j.job_id from jobs j
+                     where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= now()
+                     order by j.run_at, j.job_id
+                     limit greatest($1 - coalesce(r.n, 0), 0)) c
+                 where t.table_ref is not null
+                 union all
+                 select job_id from jobs where state = 'running' and lease_expires_at <= now()
              ), due as (
                  select j.job_id, j.table_ref, j.run_at,
                         row_number() over (partition by j.table_ref order by j.run_at, j.job_id) as rank
-                 from jobs j join write_units u using (unit_id)
-                 where ((j.state = 'available' and j.run_at <= now())
-                        or (j.state = 'running' and j.lease_expires_at <= now()))
-                   and not exists (
+                 from candidates c join jobs j using (job_id) join write_units u using (unit_id)
+                 where not exists (
                        select 1 from write_units o join jobs oj on oj.unit_id = o.unit_id
                        where o.table_ref = u.table_ref and o.key = u.key
                          and o.partition_value is not distinct from u.partition_value
