@@ -9,6 +9,7 @@
 //! | `POST /v1/conflicts`, `/{id}/attempts\|resolve\|retry\|force`, `POST /v1/units/{id}/cancel` | [`operator`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `GET /metrics` | [`metrics`] |
+//! | `GET /v1/units?state=` | [`units`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
@@ -26,6 +27,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod units;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conflicts::router())
         .merge(breakers::router())
         .merge(operator::router())
+        .merge(units::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router());

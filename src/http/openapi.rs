@@ -39,6 +39,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
     paths(
         super::batches::create,
         super::batches::show,
+        super::units::list,
         super::conflicts::unresolved,
         super::conflicts::summary,
         super::conflicts::show,

@@ -18,6 +18,7 @@ pub mod conflicts;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
+pub mod units;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -273,3 +273,45 @@ async fn attempts_run_out_and_the_conflict_is_unresolved_with_timeout(pool: PgPo
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn operators_list_units_by_state_with_their_errors(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| s.breaker.min_outcomes = u32::MAX).await;
+    app.insert_all(
+        TABLE,
+        game_rows("20260124_LAL_BOS", "2026-01-24", 1, "orchestration"),
+        "60s",
+    )
+    .await;
+    let (_, deferred) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "backfill"),
+            Some(10.0),
+        )
+        .await;
+    app.post_batch(
+        &game_batch(TABLE, "20260125_MIA_NYK", "2026-01-25", 2, "backfill"),
+        Some(10.0),
+    )
+    .await;
+
+    let (status, listed) = app.get("/v1/units?state=deferred").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let units = listed["units"].as_array().unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0]["unit_id"], deferred["units"][0]["unit_id"]);
+    assert_eq!(units[0]["batch_id"], deferred["batch_id"]);
+    assert_eq!(units[0]["processor_name"], "bdl_boxscores_processor");
+    assert!(units[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("streaming buffer"));
+    assert!(units[0]["next_attempt_at"].is_string());
+    let (_, loaded) = app.get("/v1/units?state=loaded&limit=5").await;
+    assert_eq!(loaded["units"].as_array().unwrap().len(), 1);
+    let (status, problem) = app.get("/v1/units?state=stuck").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().contains("unresolved"));
+    app.stop().await;
+}
