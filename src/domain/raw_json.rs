@@ -13,7 +13,8 @@
 //!
 //! The rules: an integer literal (no `.`, `e` or `E`) must fit BigQuery's INT64 (`i64`,
 //! ±9,223,372,036,854,775,807); any other number must be the shortest decimal form of the
-//! `f64` it parses to, up to trailing zeros and exponent notation (`0.1`, `2.50`, `1e3`
+//! `f64` it parses to (no more significant digits than that float's shortest form; when
+//! two forms are equally short, either), up to trailing zeros and exponent notation (`0.1`, `2.50`, `1e3`
 //! pass; `0.30000000000000000001`, `1e-400` do not). Send such values as strings.
 
 use super::batch::FieldError;
@@ -137,10 +138,18 @@ pub fn check_number(literal: &str) -> Result<(), String> {
             format!("the integer {literal} is beyond the 64-bit range (BigQuery INT64, ±9223372036854775807) and would be rounded; send it as a string")
         });
     }
+    // A float usually has one shortest decimal form, but sometimes two of the same length
+    // (`-15169926836494.312` and `…313` are the same `f64`): Rust's `{:e}` and serde_json's
+    // writer (ryu) may pick different ones. So the test is not "equals one formatter's
+    // digits" but "parses to a finite float and has no more significant digits than its
+    // shortest form": any such literal *is* a shortest form of that float.
     let parsed: Option<f64> = serde_json::from_str(literal).ok();
-    let exact = parsed
-        .filter(|f| f.is_finite())
-        .is_some_and(|f| decimal(literal) == decimal(&format!("{f:e}")));
+    let exact = parsed.filter(|f| f.is_finite()).is_some_and(|f| {
+        match (decimal(literal), decimal(&format!("{f:e}"))) {
+            (Some((_, digits, _)), Some((_, shortest, _))) => digits.len() <= shortest.len(),
+            _ => false,
+        }
+    });
     if exact {
         Ok(())
     } else {
@@ -193,6 +202,12 @@ mod tests {
             "-0.0",
             "123456.789",
             "1.7976931348623157e308",
+            // serde_json (ryu) writes these; Rust's `{:e}` picks the other shortest form
+            // (`…313`, `…3`) of the same float.
+            "-15169926836494.312",
+            "-651694367365766.2",
+            "-15169926836494.313",
+            "-651694367365766.3",
         ] {
             assert_eq!(check_number(ok), Ok(()), "{ok}");
         }
