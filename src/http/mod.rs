@@ -76,6 +76,12 @@ pub fn router(state: AppState) -> Router {
     // Requests may wait up to max_wait for a first attempt; the timeout leaves room for that.
     let timeout = state.settings.max_wait + Duration::from_secs(30);
     api.fallback(|| async { Error::NotFound("no such route; see README for the API".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            Error::MethodNotAllowed(format!(
+                "{} does not answer {method}; the `Allow` header lists the methods it does",
+                uri.path()
+            ))
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
