@@ -485,7 +485,7 @@ async fn wrong_methods_and_bad_uuids_answer_problem_json(pool: PgPool) {
     app.stop().await;
 }
 
-/// insertAll refuses column names BigQuery would refuse.
+/// insertAll refuses column names BigQuery would refuse, and buffers past the maximum.
 #[sqlx::test]
 async fn emulator_insert_all_checks_column_names_and_buffer_bounds(pool: PgPool) {
     let app = spawn_app_with(pool, |_| {}).await;
@@ -499,6 +499,17 @@ async fn emulator_insert_all_checks_column_names_and_buffer_bounds(pool: PgPool)
         "{problem}"
     );
 
+    for buffer in ["400000y", "8d", "1s..8d"] {
+        let (status, problem) = app
+            .post(&path, &json!({"rows": [{"a": 1}], "buffer": buffer}))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{buffer}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["pointer"], "/buffer", "{problem}");
+    }
     assert!(app.table_rows(TABLE).await.is_empty());
     app.stop().await;
 }
