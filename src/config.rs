@@ -16,7 +16,7 @@ use crate::http::auth::{AccessSettings, Tokens};
 use crate::notify::email::{SmtpSettings, SmtpTls};
 use crate::notify::AlertSettings;
 use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
-use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings, MAX_BUFFER};
+use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
 /// The default database: a local Postgres database named `streamguard` (created if missing).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streamguard";
@@ -853,7 +853,7 @@ fn parse_scope(s: &str) -> Result<ConflictScope, String> {
 /// long before it was useful.
 pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// The longest breaker window and open time accepted: 7 days (retry delays and buffer
-/// times share the bound: [`MAX_RETRY_DELAY`], [`MAX_BUFFER`]).
+/// times share the bound: [`MAX_RETRY_DELAY`], [`crate::warehouse::emulator::MAX_BUFFER`]).
 pub const MAX_LONG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Words for a maximum: `1d`, `7d`.

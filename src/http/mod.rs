@@ -33,6 +33,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::Router;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -56,6 +57,11 @@ pub struct AppState {
     pub emulator: Option<Emulator>,
     /// The settings.
     pub settings: Arc<Settings>,
+    /// Cancelled when shutdown starts (SIGTERM, Ctrl-C, or the token given to
+    /// [`crate::App::run_until_stopped`]): a handler that waits (`?wait=`) should stop
+    /// waiting and answer with what it has. The server gives in-flight requests at most
+    /// `STREAMGUARD_SHUTDOWN_TIMEOUT` after it is cancelled.
+    pub shutdown: CancellationToken,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
