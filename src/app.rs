@@ -125,6 +125,7 @@ impl App {
             warehouse,
             emulator,
             settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
         };
         Ok(Self {
             listener,
@@ -146,7 +147,10 @@ impl App {
     }
 
     /// Serves HTTP and runs the scheduler until `shutdown` is cancelled, then stops
-    /// accepting requests and drains in-flight attempts (bounded by the shutdown timeout).
+    /// accepting requests and drains in-flight requests and attempts, each bounded by the
+    /// shutdown timeout (`STREAMGUARD_SHUTDOWN_TIMEOUT`): requests still running then are
+    /// dropped. Cancelling `shutdown` also cancels [`AppState::shutdown`], so waiting
+    /// handlers can answer early.
     ///
     /// # Errors
     /// When the server fails.
@@ -168,10 +172,30 @@ impl App {
             .scheduler
             .map(|s| tokio::spawn(s.run(shutdown.clone())));
         let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
+        // Handlers see shutdown through the state's own token.
+        let handlers = self.state.shutdown.clone();
+        let linked = shutdown.clone();
+        tokio::spawn(async move {
+            linked.cancelled().await;
+            handlers.cancel();
+        });
         let router = http::router(self.state);
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = server.await;
+        // Graceful shutdown waits for every in-flight request; bound it, so a long `?wait=`
+        // cannot keep the process alive past the shutdown timeout.
+        let drain = settings.shutdown_timeout;
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        let served = tokio::select! {
+            served = server => served,
+            () = deadline => {
+                tracing::warn!(timeout = ?drain, "requests still in flight after the shutdown timeout; dropping them");
+                Ok(())
+            }
+        };
         if let Some(handle) = scheduler {
             handle.await.context("scheduler task panicked")?;
         }

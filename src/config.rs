@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::domain::batch::BatchLimits;
 use crate::domain::breaker::{BreakerScope, BreakerSettings};
+use crate::domain::retry::MAX_RETRY_DELAY;
 use crate::domain::{ColumnName, RetryPolicy, TableRef};
 use crate::http::auth::{AccessSettings, Tokens};
 use crate::notify::email::{SmtpSettings, SmtpTls};
@@ -197,12 +198,13 @@ pub struct ServeArgs {
     #[allow(missing_docs)]
     pub bigquery: BigQueryArgs,
 
-    /// Waits before each retry, comma-separated (`5m,10m,20m`, `500ms`); the last repeats.
+    /// Waits before each retry, comma-separated (`5m,10m,20m`, `500ms`), each at most 7 days;
+    /// the last repeats.
     /// Default `5m,10m,20m,40m` against BigQuery, `5s,10s,20s,40s` against the emulator.
     #[arg(long, env = "STREAMGUARD_RETRY_DELAYS", value_parser = parse_delays)]
     pub retry_delays: Option<Delays>,
 
-    /// Attempts in all (first try included) before a unit is given up.
+    /// Attempts in all (first try included) before a unit is given up, 1 to 1000.
     #[arg(long, env = "STREAMGUARD_RETRY_MAX_ATTEMPTS", default_value_t = 8, value_parser = parse_attempts)]
     pub retry_max_attempts: u32,
 
@@ -242,8 +244,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMGUARD_MAX_WAIT", default_value = "60s", value_parser = parse_max_wait)]
     pub max_wait: Duration,
 
-    /// Request body limit in bytes.
-    #[arg(long, env = "STREAMGUARD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    /// Request body limit in bytes, from 1024 (1 KiB) to 1073741824 (1 GiB).
+    #[arg(long, env = "STREAMGUARD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = parse_max_body_bytes)]
     pub max_body_bytes: usize,
 
     /// How long shutdown waits for in-flight attempts and requests.
@@ -251,11 +253,11 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 
     /// Log format: `text` or `json`.
-    #[arg(long, env = "STREAMGUARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, env = "STREAMGUARD_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
     pub log_format: String,
 
     /// Run the scheduler in this process (turn off for an API-only replica).
-    #[arg(long, env = "STREAMGUARD_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STREAMGUARD_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_scheduler)]
     pub scheduler: bool,
 
     #[command(flatten)]
@@ -285,13 +287,13 @@ pub struct AccessArgs {
     #[arg(long, env = "STREAMGUARD_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
     /// Serve without tokens on a non-loopback address (everyone may do everything).
-    #[arg(long, env = "STREAMGUARD_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STREAMGUARD_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_allow_anonymous)]
     pub allow_anonymous: bool,
     /// `/docs` and `/openapi.json` need no token; `false` puts them behind the `read` scope.
-    #[arg(long, env = "STREAMGUARD_DOCS_PUBLIC", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STREAMGUARD_DOCS_PUBLIC", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_docs_public)]
     pub docs_public: bool,
     /// `/metrics` needs no token; by default it needs the `read` scope.
-    #[arg(long, env = "STREAMGUARD_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STREAMGUARD_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_metrics_public)]
     pub metrics_public: bool,
 }
 
@@ -379,7 +381,7 @@ pub struct BreakerArgs {
     #[arg(long, env = "STREAMGUARD_BREAKER_OPEN_FOR", value_parser = parse_open_for)]
     pub breaker_open_for: Option<Duration>,
     /// Cap of the doubling open time. Default `4h` against BigQuery, `4m` against the emulator.
-    #[arg(long, env = "STREAMGUARD_BREAKER_MAX_OPEN_FOR", value_parser = parse_open_for)]
+    #[arg(long, env = "STREAMGUARD_BREAKER_MAX_OPEN_FOR", value_parser = parse_max_open_for)]
     pub breaker_max_open_for: Option<Duration>,
 }
 
@@ -396,7 +398,7 @@ pub struct AlertArgs {
     #[arg(long, env = "STREAMGUARD_ALERT_SMTP_HOST")]
     pub alert_smtp_host: Option<String>,
     /// SMTP port.
-    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_PORT", default_value_t = 587)]
+    #[arg(long, env = "STREAMGUARD_ALERT_SMTP_PORT", default_value_t = 587, value_parser = parse_smtp_port)]
     pub alert_smtp_port: u16,
     /// SMTP security: `starttls`, `tls` or `none` (a local relay or test sink only).
     #[arg(long, env = "STREAMGUARD_ALERT_SMTP_TLS", default_value = "starttls", value_parser = parse_smtp_tls)]
@@ -418,13 +420,13 @@ pub struct AlertArgs {
     #[arg(long, env = "STREAMGUARD_ALERT_SMTP_TO", value_delimiter = ',')]
     pub alert_smtp_to: Vec<String>,
     /// At most one message per channel, scope and kind in this time.
-    #[arg(long, env = "STREAMGUARD_ALERT_RATE_WINDOW", default_value = "60s", value_parser = parse_alert_duration)]
+    #[arg(long, env = "STREAMGUARD_ALERT_RATE_WINDOW", default_value = "60s", value_parser = parse_alert_rate_window)]
     pub alert_rate_window: Duration,
     /// First retry delay of a failed send (doubles, capped at 10 minutes).
-    #[arg(long, env = "STREAMGUARD_ALERT_RETRY", default_value = "5s", value_parser = parse_alert_duration)]
+    #[arg(long, env = "STREAMGUARD_ALERT_RETRY", default_value = "5s", value_parser = parse_alert_retry)]
     pub alert_retry: Duration,
     /// Queue the daily health-check digest.
-    #[arg(long, env = "STREAMGUARD_ALERT_DAILY_DIGEST", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STREAMGUARD_ALERT_DAILY_DIGEST", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_daily_digest)]
     pub alert_daily_digest: bool,
 }
 
@@ -745,15 +747,27 @@ fn parse_window_outcomes(s: &str) -> Result<u32, String> {
     }
 }
 fn parse_breaker_window(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_BREAKER_WINDOW", s)
+    positive_duration("STREAMGUARD_BREAKER_WINDOW", s, MAX_LONG_DURATION)
 }
 fn parse_open_for(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_BREAKER_OPEN_FOR / _MAX_OPEN_FOR", s)
+    positive_duration("STREAMGUARD_BREAKER_OPEN_FOR", s, MAX_LONG_DURATION)
 }
-fn parse_alert_duration(s: &str) -> Result<Duration, String> {
-    duration(s).map_err(|e| {
-        format!("STREAMGUARD_ALERT_RATE_WINDOW / _RETRY expect a duration like `60s`: {e}")
-    })
+fn parse_max_open_for(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_BREAKER_MAX_OPEN_FOR", s, MAX_LONG_DURATION)
+}
+fn parse_alert_rate_window(s: &str) -> Result<Duration, String> {
+    any_duration("STREAMGUARD_ALERT_RATE_WINDOW", s, MAX_SHORT_DURATION)
+}
+fn parse_alert_retry(s: &str) -> Result<Duration, String> {
+    any_duration("STREAMGUARD_ALERT_RETRY", s, MAX_SHORT_DURATION)
+}
+fn parse_smtp_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "STREAMGUARD_ALERT_SMTP_PORT expects a port number from 1 to 65535; got {s:?}"
+        )),
+    }
 }
 fn parse_smtp_tls(s: &str) -> Result<SmtpTls, String> {
     match s.trim() {
@@ -780,13 +794,15 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 
 fn parse_delays(s: &str) -> Result<Delays, String> {
     let form =
-        "STREAMGUARD_RETRY_DELAYS expects comma-separated durations like `5m,10m,20m` or `500ms`";
+        "STREAMGUARD_RETRY_DELAYS expects comma-separated durations like `5m,10m,20m` or `500ms`, each at most 7d";
     let delays = s
         .split(',')
         .map(|part| {
             duration(part).and_then(|d| {
                 if d.is_zero() {
                     Err("a delay must be more than 0".into())
+                } else if d > MAX_RETRY_DELAY {
+                    Err(format!("{part:?} is more than 7 days"))
                 } else {
                     Ok(d)
                 }
@@ -799,9 +815,9 @@ fn parse_delays(s: &str) -> Result<Delays, String> {
 
 fn parse_attempts(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
         _ => Err(format!(
-            "STREAMGUARD_RETRY_MAX_ATTEMPTS expects a whole number of at least 1; got {s:?}"
+            "STREAMGUARD_RETRY_MAX_ATTEMPTS expects a whole number from 1 to 1000; got {s:?}"
         )),
     }
 }
@@ -832,44 +848,110 @@ fn parse_scope(s: &str) -> Result<ConflictScope, String> {
     }
 }
 
-fn positive_duration(name: &str, s: &str) -> Result<Duration, String> {
+/// The longest lease, poll interval, timeout, latency, `?wait=` cap and alert pacing
+/// accepted: 1 day. Longer is a typo (`30d` for `30s`), and would overflow time arithmetic
+/// long before it was useful.
+pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The longest breaker window and open time accepted: 7 days (retry delays and buffer
+/// times share the bound: [`MAX_RETRY_DELAY`], [`crate::warehouse::emulator::MAX_BUFFER`]).
+pub const MAX_LONG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Words for a maximum: `1d`, `7d`.
+fn max_words(max: Duration) -> String {
+    humantime::format_duration(max).to_string()
+}
+
+/// A duration from more than 0 to `max`.
+fn positive_duration(name: &str, s: &str, max: Duration) -> Result<Duration, String> {
     match duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!(
-            "{name} expects a duration of more than 0, like `30s`"
+        Ok(d) if d.is_zero() => Err(format!(
+            "{name} expects a duration of more than 0 and at most {}, like `30s`; got {s:?}",
+            max_words(max)
         )),
+        Ok(d) if d > max => Err(format!(
+            "{name} expects a duration of at most {}, like `30s`; got {s:?}",
+            max_words(max)
+        )),
+        Ok(d) => Ok(d),
         Err(e) => Err(format!(
             "{name} expects a duration like `30s` or `500ms`: {e}"
         )),
     }
 }
 
+/// A duration from 0 to `max`.
+fn any_duration(name: &str, s: &str, max: Duration) -> Result<Duration, String> {
+    match duration(s) {
+        Ok(d) if d > max => Err(format!(
+            "{name} expects a duration of at most {}, like `30s`; got {s:?}",
+            max_words(max)
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{name} expects a duration like `30s` or `0s`: {e}")),
+    }
+}
+
 fn parse_latency(s: &str) -> Result<Duration, String> {
-    duration(s).map_err(|e| {
-        format!("STREAMGUARD_EMULATOR_LATENCY expects a duration like `2s` or `0s`: {e}")
-    })
+    any_duration("STREAMGUARD_EMULATOR_LATENCY", s, MAX_SHORT_DURATION)
 }
 fn parse_lease(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_LEASE", s)
+    positive_duration("STREAMGUARD_LEASE", s, MAX_SHORT_DURATION)
 }
 fn parse_poll(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_POLL_INTERVAL", s)
+    positive_duration("STREAMGUARD_POLL_INTERVAL", s, MAX_SHORT_DURATION)
 }
 fn parse_max_wait(s: &str) -> Result<Duration, String> {
-    duration(s).map_err(|e| format!("STREAMGUARD_MAX_WAIT expects a duration like `60s`: {e}"))
+    any_duration("STREAMGUARD_MAX_WAIT", s, MAX_SHORT_DURATION)
 }
 fn parse_shutdown(s: &str) -> Result<Duration, String> {
-    duration(s)
-        .map_err(|e| format!("STREAMGUARD_SHUTDOWN_TIMEOUT expects a duration like `30s`: {e}"))
+    any_duration("STREAMGUARD_SHUTDOWN_TIMEOUT", s, MAX_SHORT_DURATION)
 }
 fn parse_bq_timeout(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_BIGQUERY_TIMEOUT", s)
+    positive_duration("STREAMGUARD_BIGQUERY_TIMEOUT", s, MAX_SHORT_DURATION)
 }
 fn parse_bq_connect_timeout(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT", s)
+    positive_duration(
+        "STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT",
+        s,
+        MAX_SHORT_DURATION,
+    )
 }
 fn parse_bq_job_timeout(s: &str) -> Result<Duration, String> {
-    positive_duration("STREAMGUARD_BIGQUERY_JOB_TIMEOUT", s)
+    positive_duration("STREAMGUARD_BIGQUERY_JOB_TIMEOUT", s, MAX_SHORT_DURATION)
+}
+fn parse_max_body_bytes(s: &str) -> Result<usize, String> {
+    bounded("STREAMGUARD_MAX_BODY_BYTES", s, 1024, 1024 * 1024 * 1024)
+}
+fn parse_log_format(s: &str) -> Result<String, String> {
+    match s.trim() {
+        f @ ("text" | "json") => Ok(f.to_owned()),
+        _ => Err(format!(
+            "STREAMGUARD_LOG_FORMAT expects `text` or `json`; got {s:?}"
+        )),
+    }
+}
+/// `true` or `false`, naming the setting otherwise.
+fn flag(name: &str, s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{name} expects `true` or `false`; got {s:?}")),
+    }
+}
+fn parse_scheduler(s: &str) -> Result<bool, String> {
+    flag("STREAMGUARD_SCHEDULER", s)
+}
+fn parse_allow_anonymous(s: &str) -> Result<bool, String> {
+    flag("STREAMGUARD_ALLOW_ANONYMOUS", s)
+}
+fn parse_docs_public(s: &str) -> Result<bool, String> {
+    flag("STREAMGUARD_DOCS_PUBLIC", s)
+}
+fn parse_metrics_public(s: &str) -> Result<bool, String> {
+    flag("STREAMGUARD_METRICS_PUBLIC", s)
+}
+fn parse_daily_digest(s: &str) -> Result<bool, String> {
+    flag("STREAMGUARD_ALERT_DAILY_DIGEST", s)
 }
 fn parse_table(s: &str) -> Result<TableRef, String> {
     TableRef::parse(s.trim()).map_err(|e| format!("--table: {e}"))
@@ -1151,5 +1233,110 @@ mod tests {
         assert!(Settings::from_args(&args)
             .unwrap_err()
             .contains("STREAMGUARD_ALERT_WEBHOOK"));
+    }
+
+    /// Every value a setting refuses names the variable and its form, whether the parser
+    /// is called directly or clap renders the error.
+    #[test]
+    fn refused_values_name_the_variable() {
+        let refused = |flags: &[&str], variable: &str| {
+            let mut argv = vec!["streamguard", "serve"];
+            argv.extend_from_slice(flags);
+            let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains(variable), "{flags:?}: {e}");
+        };
+        refused(&["--max-body-bytes", "0"], "STREAMGUARD_MAX_BODY_BYTES");
+        refused(&["--max-body-bytes", "1023"], "STREAMGUARD_MAX_BODY_BYTES");
+        refused(&["--max-body-bytes=-1"], "STREAMGUARD_MAX_BODY_BYTES");
+        refused(&["--log-format", "xml"], "STREAMGUARD_LOG_FORMAT");
+        refused(&["--scheduler", "yes"], "STREAMGUARD_SCHEDULER");
+        refused(&["--allow-anonymous", "1"], "STREAMGUARD_ALLOW_ANONYMOUS");
+        refused(&["--docs-public", "no"], "STREAMGUARD_DOCS_PUBLIC");
+        refused(&["--metrics-public", "on"], "STREAMGUARD_METRICS_PUBLIC");
+        refused(
+            &["--alert-daily-digest", "daily"],
+            "STREAMGUARD_ALERT_DAILY_DIGEST",
+        );
+        refused(&["--alert-smtp-port", "0"], "STREAMGUARD_ALERT_SMTP_PORT");
+        refused(
+            &["--alert-smtp-port", "70000"],
+            "STREAMGUARD_ALERT_SMTP_PORT",
+        );
+        refused(
+            &["--retry-max-attempts", "1000000"],
+            "STREAMGUARD_RETRY_MAX_ATTEMPTS",
+        );
+        refused(
+            &["--breaker-max-open-for", "0s"],
+            "STREAMGUARD_BREAKER_MAX_OPEN_FOR",
+        );
+        refused(&["--alert-retry", "soon"], "STREAMGUARD_ALERT_RETRY");
+        let ok = Cli::try_parse_from([
+            "streamguard",
+            "serve",
+            "--scheduler",
+            "false",
+            "--log-format",
+            "json",
+            "--max-body-bytes",
+            "1024",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = ok.command else {
+            panic!("serve expected")
+        };
+        assert!(!args.scheduler);
+        assert_eq!(
+            (args.log_format.as_str(), args.max_body_bytes),
+            ("json", 1024)
+        );
+    }
+
+    /// Durations past their maximum (7 days for retry delays, buffers and breaker times,
+    /// 1 day for leases, polls, timeouts and alert pacing) are refused, naming the setting;
+    /// the maximum itself is accepted.
+    #[test]
+    fn durations_are_bounded() {
+        let long: [(&str, &str); 6] = [
+            ("--retry-delays", "STREAMGUARD_RETRY_DELAYS"),
+            ("--emulator-buffer", "STREAMGUARD_EMULATOR_BUFFER"),
+            ("--breaker-window", "STREAMGUARD_BREAKER_WINDOW"),
+            ("--breaker-open-for", "STREAMGUARD_BREAKER_OPEN_FOR"),
+            ("--breaker-max-open-for", "STREAMGUARD_BREAKER_MAX_OPEN_FOR"),
+            ("--retry-delays", "STREAMGUARD_RETRY_DELAYS"),
+        ];
+        let short: [(&str, &str); 11] = [
+            ("--lease", "STREAMGUARD_LEASE"),
+            ("--poll-interval", "STREAMGUARD_POLL_INTERVAL"),
+            ("--max-wait", "STREAMGUARD_MAX_WAIT"),
+            ("--shutdown-timeout", "STREAMGUARD_SHUTDOWN_TIMEOUT"),
+            ("--emulator-latency", "STREAMGUARD_EMULATOR_LATENCY"),
+            ("--bigquery-timeout", "STREAMGUARD_BIGQUERY_TIMEOUT"),
+            (
+                "--bigquery-connect-timeout",
+                "STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT",
+            ),
+            ("--bigquery-job-timeout", "STREAMGUARD_BIGQUERY_JOB_TIMEOUT"),
+            ("--alert-rate-window", "STREAMGUARD_ALERT_RATE_WINDOW"),
+            ("--alert-retry", "STREAMGUARD_ALERT_RETRY"),
+            ("--lease", "STREAMGUARD_LEASE"),
+        ];
+        let parse = |flag: &str, value: &str| {
+            Cli::try_parse_from(["streamguard", "serve", flag, value]).map_err(|e| e.to_string())
+        };
+        for (flags, max, over) in [(&long[..], "7d", "8d"), (&short[..], "1d", "25h")] {
+            for (flag, variable) in flags {
+                assert!(parse(flag, max).is_ok(), "{flag} {max}");
+                for bad in [over, "1000y", "500000000000y"] {
+                    let e = parse(flag, bad).unwrap_err();
+                    assert!(e.contains(variable), "{flag} {bad}: {e}");
+                }
+            }
+        }
+        let e = parse_delays("5m,1000y").unwrap_err();
+        assert!(
+            e.contains("STREAMGUARD_RETRY_DELAYS") && e.contains("7 days"),
+            "{e}"
+        );
     }
 }

@@ -288,6 +288,12 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let run_started_at = Utc::now();
     // Breaker transitions already shown (the latest one's time): only newer ones print.
     let mut shown_until = transition_time(&breaker(&http, base).await?["transitions"][0]);
+    // From here on the demo only reads; a service killed and restarted meanwhile (the
+    // README's `kill -9` experiment) is waited for, up to --timeout.
+    let deadline = started
+        .checked_add(args.timeout)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    let mut reach = Reach::new(&http, deadline);
     let mut batches: Vec<(String, String)> = Vec::new(); // (game_id, batch_id)
     for game in &games {
         let body = json!({
@@ -318,7 +324,9 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let mut final_states: BTreeMap<String, (String, i64)> = BTreeMap::new();
     loop {
         // Breaker transitions first: they explain the unit changes printed after them.
-        let b = breaker(&http, base).await?;
+        let b = reach
+            .get(&format!("{base}/v1/breakers/{PROCESSOR}"), &mut print)
+            .await?;
         let mut fresh: Vec<&Value> = b["transitions"]
             .as_array()
             .into_iter()
@@ -349,12 +357,9 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             if final_states.contains_key(game_id) {
                 continue;
             }
-            let view = expect_ok(
-                http.get(format!("{base}/v1/batches/{batch_id}"))
-                    .send()
-                    .await?,
-            )
-            .await?;
+            let view = reach
+                .get(&format!("{base}/v1/batches/{batch_id}"), &mut print)
+                .await?;
             let unit = &view["units"][0];
             let state = unit["state"].as_str().unwrap_or("?").to_owned();
             let attempts = unit["attempts"].as_i64().unwrap_or(0);
@@ -427,7 +432,9 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         report.deferred += usize::from(deferred);
     }
     report.held_by_breaker = held.len();
-    let transitions = breaker(&http, base).await?["transitions"]
+    let transitions = reach
+        .get(&format!("{base}/v1/breakers/{PROCESSOR}"), &mut print)
+        .await?["transitions"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -442,7 +449,13 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         .filter(since_start)
         .filter(|t| t["from_state"] == "half_open" && t["to_state"] == "closed")
         .count();
-    let (duplicates, missing) = check_table(&http, base, &args.table, &games, args.players).await?;
+    let rows = reach
+        .get(
+            &format!("{base}/emulator/tables/{}/rows", args.table),
+            &mut print,
+        )
+        .await?;
+    let (duplicates, missing) = check_table(&rows, &games, args.players);
     report.duplicate_rows = duplicates;
     report.missing_rows = missing;
     Ok(report)
@@ -450,19 +463,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
 
 /// Counts, over the demo's games, rows beyond the backfill's (duplicates or stale rows)
 /// and backfill rows that are absent.
-async fn check_table(
-    http: &reqwest::Client,
-    base: &str,
-    table: &str,
-    games: &[Game],
-    players: usize,
-) -> anyhow::Result<(usize, usize)> {
-    let body = expect_ok(
-        http.get(format!("{base}/emulator/tables/{table}/rows"))
-            .send()
-            .await?,
-    )
-    .await?;
+fn check_table(body: &Value, games: &[Game], players: usize) -> (usize, usize) {
     let mut present: HashMap<(String, String, String), usize> = HashMap::new();
     let mut per_game: HashMap<String, usize> = HashMap::new();
     for row in body["rows"].as_array().into_iter().flatten() {
@@ -492,7 +493,84 @@ async fn check_table(
             }
         }
     }
-    Ok((duplicates, missing))
+    (duplicates, missing)
+}
+
+/// GETs that outlast a service restart: a refused or broken connection is "service
+/// unreachable" (said once per outage), retried every second until `deadline`.
+pub struct Reach<'a> {
+    http: &'a reqwest::Client,
+    deadline: Instant,
+    down_since: Option<Instant>,
+}
+
+impl<'a> Reach<'a> {
+    /// Retries until `deadline`.
+    pub fn new(http: &'a reqwest::Client, deadline: Instant) -> Self {
+        Self {
+            http,
+            deadline,
+            down_since: None,
+        }
+    }
+
+    /// GET `url` and its JSON body (an error for a non-2xx answer), waiting out outages.
+    ///
+    /// # Errors
+    /// When the service answers an error status, or is still unreachable at the deadline.
+    pub async fn get(
+        &mut self,
+        url: &str,
+        print: &mut impl FnMut(String),
+    ) -> anyhow::Result<Value> {
+        loop {
+            let attempt = match self.http.get(url).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    response.text().await.map(|text| (status, text))
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok((status, text)) => {
+                    if let Some(since) = self.down_since.take() {
+                        print(format!(
+                            "service reachable again after {:.1}s",
+                            since.elapsed().as_secs_f64()
+                        ));
+                    }
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if !status.is_success() {
+                        bail!("{url} answered {status}: {body}");
+                    }
+                    return Ok(body);
+                }
+                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
+                    if self.down_since.is_none() {
+                        print(format!(
+                            "service unreachable ({}); retrying until it answers or --timeout passes",
+                            root_cause(&e)
+                        ));
+                        self.down_since = Some(Instant::now());
+                    }
+                    if Instant::now() >= self.deadline {
+                        bail!("the service is still unreachable at {url} and --timeout has passed: {}", root_cause(&e));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+            }
+        }
+    }
+}
+
+/// The innermost cause of an error (`Connection refused (os error 111)`).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// When a breaker transition (from `GET /v1/breakers/{scope}`) happened.

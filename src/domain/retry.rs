@@ -17,6 +17,22 @@ use super::ErrorClass;
 /// conflict waits four times the scheduled delay.
 pub const QUOTA_DELAY_FACTOR: u32 = 4;
 
+/// The longest delay a policy accepts (`STREAMGUARD_RETRY_DELAYS`): 7 days. BigQuery's
+/// buffer drains in about 90 minutes at worst; a longer wait is a typo, and far longer
+/// ones would not fit the clock.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `at + d`, saturating at 9999-12-31T23:59:59Z (which Postgres and every RFC 3339 client
+/// hold) instead of panicking when the sum overflows.
+pub fn add_saturating(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    let latest =
+        DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .map_or(latest, |t| t.min(latest))
+}
+
 /// When to try again, and when to stop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -42,7 +58,8 @@ pub struct Retry {
 impl RetryPolicy {
     /// Builds a policy.
     ///
-    /// - `delays`: at least one; the wait after attempt n is `delays[n-1]`, the last repeating.
+    /// - `delays`: at least one, each at most [`MAX_RETRY_DELAY`]; the wait after attempt n
+    ///   is `delays[n-1]`, the last repeating.
     /// - `max_attempts`: attempts in all (first try included), at least 1.
     /// - `jitter`: a fraction in `[0, 1)`; each delay is multiplied by a factor drawn from
     ///   `[1 - jitter, 1 + jitter]`. `0` disables it.
@@ -52,6 +69,13 @@ impl RetryPolicy {
     pub fn new(delays: Vec<Duration>, max_attempts: u32, jitter: f64) -> Result<Self, PolicyError> {
         if delays.is_empty() {
             return Err(PolicyError("at least one retry delay is needed".into()));
+        }
+        if let Some(d) = delays.iter().find(|d| **d > MAX_RETRY_DELAY) {
+            return Err(PolicyError(format!(
+                "a retry delay may be at most 7 days ({}s); got {}s",
+                MAX_RETRY_DELAY.as_secs(),
+                d.as_secs()
+            )));
         }
         if max_attempts == 0 {
             return Err(PolicyError("max attempts must be at least 1".into()));
@@ -88,7 +112,7 @@ impl RetryPolicy {
         let index = (attempt.max(1) as usize - 1).min(self.delays.len() - 1);
         let base = self.delays[index];
         match class {
-            ErrorClass::QuotaExceeded => base * QUOTA_DELAY_FACTOR,
+            ErrorClass::QuotaExceeded => base.saturating_mul(QUOTA_DELAY_FACTOR),
             _ => base,
         }
     }
@@ -111,8 +135,9 @@ impl RetryPolicy {
         }
         let base = self.base_delay(attempt, class).as_secs_f64();
         let factor = 1.0 + self.jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
-        let jittered = Duration::from_secs_f64((base * factor).max(0.0));
-        let mut at = now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX);
+        let jittered =
+            Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(Duration::MAX);
+        let mut at = add_saturating(now, jittered);
         if let Some(floor) = floor {
             at = at.max(floor);
         }
@@ -124,9 +149,15 @@ impl RetryPolicy {
     /// horizon. With the defaults (`5m,10m,20m,40m`, 8 attempts) that is 195 minutes, more
     /// than BigQuery's documented worst case of about 90 minutes in the buffer.
     pub fn horizon(&self) -> Duration {
-        (1..self.max_attempts)
-            .map(|a| self.base_delay(a, ErrorClass::StreamingBuffer))
-            .sum()
+        // Waits after attempts 1..max_attempts: the listed delays, then the last repeating.
+        let waits = self.max_attempts.saturating_sub(1);
+        let (last, repeated) = self.delays.split_last().expect("at least one delay");
+        let listed = repeated.len().min(waits as usize);
+        let from_list = repeated[..listed]
+            .iter()
+            .fold(Duration::ZERO, |sum, d| sum.saturating_add(*d));
+        let repeats = waits - u32::try_from(listed).unwrap_or(waits);
+        from_list.saturating_add(last.saturating_mul(repeats))
     }
 }
 
@@ -245,5 +276,26 @@ mod tests {
         let p = RetryPolicy::new(vec![mins(5), mins(10), mins(20), mins(40)], 8, 0.1).unwrap();
         assert_eq!(p.horizon(), mins(195));
         assert!(p.horizon() > mins(90));
+    }
+
+    #[test]
+    fn overlong_delays_are_refused_and_arithmetic_never_panics() {
+        let day = Duration::from_secs(24 * 3600);
+        assert!(RetryPolicy::new(vec![MAX_RETRY_DELAY], 3, 0.0).is_ok());
+        let e = RetryPolicy::new(vec![mins(5), MAX_RETRY_DELAY + day], 3, 0.0).unwrap_err();
+        assert!(e.0.contains("7 days"), "{e}");
+        // Even a policy with the longest delay and every attempt saturates, not panics.
+        let p = RetryPolicy::new(vec![MAX_RETRY_DELAY], u32::MAX, 0.5).unwrap();
+        assert!(p.horizon() >= MAX_RETRY_DELAY);
+        let far = add_saturating(now(), Duration::MAX);
+        assert_eq!(far.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        let r = p
+            .next_attempt(1, ErrorClass::QuotaExceeded, far, 0.999, None)
+            .unwrap();
+        assert_eq!(r.at, far);
+        let r = p
+            .next_attempt(1, ErrorClass::QuotaExceeded, now(), 0.5, None)
+            .unwrap();
+        assert_eq!(r.delay, MAX_RETRY_DELAY * QUOTA_DELAY_FACTOR);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::extract::{Json as ApiJson, Path};
 use super::{AppState, Error, Result};
-use crate::domain::{FieldError, TableRef};
+use crate::domain::{ColumnName, FieldError, TableRef};
 use crate::warehouse::emulator::{BufferTime, Emulator, StoredRow};
 
 /// The emulator routes.
@@ -98,7 +98,7 @@ fn table(raw: &str) -> Result<TableRef> {
         (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad table name, a row that is not an object, a bad buffer time, or a number that would be rounded.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad table name, a row that is not an object, a column name BigQuery refuses, a bad or too long buffer time, or a number that would be rounded.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))
 )]
@@ -114,7 +114,16 @@ pub(crate) async fn insert_all(
         .into_iter()
         .enumerate()
         .filter_map(|(i, row)| match row {
-            Value::Object(m) => Some(m),
+            Value::Object(m) => {
+                // The same naming rule as batches: a BigQuery column name.
+                for name in m.keys() {
+                    if let Err(e) = ColumnName::parse(name) {
+                        let token = name.replace('~', "~0").replace('/', "~1");
+                        errors.push(FieldError::new(format!("/rows/{i}/{token}"), e.0));
+                    }
+                }
+                Some(m)
+            }
             _ => {
                 errors.push(FieldError::new(
                     format!("/rows/{i}"),

@@ -38,6 +38,8 @@ pub enum Error {
     },
     /// 404: no such resource.
     NotFound(String),
+    /// 405: the route exists, the method does not (answers with `Allow`).
+    MethodNotAllowed(String),
     /// 409: the action is refused in the resource's current state.
     Conflict(String),
     /// 413: the body exceeds the limit.
@@ -69,7 +71,7 @@ pub enum Error {
 pub struct Problem {
     /// A URI reference naming the problem type: `/problems/validation`,
     /// `/problems/bad-request`, `/problems/unauthorized`, `/problems/forbidden`,
-    /// `/problems/not-found`, `/problems/payload-too-large`,
+    /// `/problems/not-found`, `/problems/method-not-allowed`, `/problems/payload-too-large`,
     /// `/problems/unsupported-media-type`, `/problems/unavailable`, `/problems/internal`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -127,6 +129,13 @@ impl Error {
                 vec![],
             ),
             Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", "Not found", d, vec![]),
+            Self::MethodNotAllowed(d) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                d,
+                vec![],
+            ),
             Self::Conflict(d) => (
                 StatusCode::CONFLICT,
                 "conflict",

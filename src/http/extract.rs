@@ -15,8 +15,10 @@ use crate::domain::{raw_json, FieldError};
 /// A strict `axum::Json` with problem+json rejections. The body must be
 /// `application/json` (413 past `STREAMGUARD_MAX_BODY_BYTES`), well-formed (400 naming the
 /// JSON pointer the parser reached: syntax, invalid UTF-8, lone surrogate escapes such as
-/// `"\ud800"`), of the expected shape (422 with the pointer), and free of numbers that
-/// would be rounded (422 with each number's pointer; see [`crate::domain::raw_json`]).
+/// `"\ud800"`), a JSON object (422 otherwise: serde would take an array for a struct), of
+/// the expected shape (422 with the pointer), and free of numbers that would be rounded,
+/// NUL characters and repeated member names (422 with each one's pointer; see
+/// [`crate::domain::raw_json`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -65,6 +67,27 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// [`Error::Malformed`] (400) for text that is not JSON, [`Error::Unprocessable`] (422)
 /// for the wrong shape or a number that would be rounded; each names its JSON pointer.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // serde accepts a JSON array for a struct (its fields in order); every body of this
+    // API is an object, so anything else that is well-formed JSON is refused here.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        let got = match first {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Err(Error::Unprocessable {
+            detail: format!("the body must be a JSON object (`{{...}}`); got {got}"),
+            errors: vec![FieldError::new(
+                "",
+                format!("expected a JSON object, got {got}"),
+            )],
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let pointer = pointer(e.path());
@@ -95,14 +118,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         detail: format!("the body has more after its JSON value: {e}"),
         errors: vec![FieldError::new("", e.to_string())],
     })?;
-    let inexact = raw_json::scan(bytes, MAX_REPORTED_ERRORS);
-    if !inexact.is_empty() {
+    let found = raw_json::scan_body(bytes, MAX_REPORTED_ERRORS);
+    if !found.is_empty() {
         return Err(Error::Unprocessable {
-            detail: format!(
-                "{} number(s) would lose precision; nothing was accepted",
-                inexact.len()
-            ),
-            errors: inexact,
+            detail: format!("{}; nothing was accepted", found.summary()),
+            errors: found.errors,
         });
     }
     Ok(value)
@@ -132,7 +152,33 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Self(v))
-            .map_err(|e: PathRejection| Error::NotFound(e.body_text()))
+            .map_err(|e: PathRejection| Error::NotFound(path_problem::<T>(e)))
+    }
+}
+
+/// A path rejection in plain words: which parameter, what it must be, what it was.
+fn path_problem<T>(rejection: PathRejection) -> String {
+    use axum::extract::path::ErrorKind;
+    let PathRejection::FailedToDeserializePathParams(e) = rejection else {
+        return rejection.body_text();
+    };
+    let form = if std::any::type_name::<T>().contains("Uuid") {
+        "a UUID, like 0b6c2e0a-8f4d-4c3e-9a57-2d1f0e6b9c41"
+    } else {
+        "of the documented form"
+    };
+    match e.into_kind() {
+        ErrorKind::ParseErrorAtKey { key, value, .. }
+        | ErrorKind::DeserializeError { key, value, .. } => {
+            format!("the path parameter `{key}` must be {form}; got {value:?}")
+        }
+        ErrorKind::ParseErrorAtIndex { value, .. } | ErrorKind::ParseError { value, .. } => {
+            format!("a path parameter must be {form}; got {value:?}")
+        }
+        ErrorKind::InvalidUtf8InPathParam { key } => {
+            format!("the path parameter `{key}` is not valid UTF-8")
+        }
+        other => other.to_string(),
     }
 }
 

@@ -35,6 +35,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::Router;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -58,6 +59,11 @@ pub struct AppState {
     pub emulator: Option<Emulator>,
     /// The settings.
     pub settings: Arc<Settings>,
+    /// Cancelled when shutdown starts (SIGTERM, Ctrl-C, or the token given to
+    /// [`crate::App::run_until_stopped`]): a handler that waits (`?wait=`) should stop
+    /// waiting and answer with what it has. The server gives in-flight requests at most
+    /// `STREAMGUARD_SHUTDOWN_TIMEOUT` after it is cancelled.
+    pub shutdown: CancellationToken,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,6 +85,12 @@ pub fn router(state: AppState) -> Router {
     // Requests may wait up to max_wait for a first attempt; the timeout leaves room for that.
     let timeout = state.settings.max_wait + Duration::from_secs(30);
     api.fallback(|| async { Error::NotFound("no such route; see README for the API".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            Error::MethodNotAllowed(format!(
+                "{} does not answer {method}; the `Allow` header lists the methods it does",
+                uri.path()
+            ))
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

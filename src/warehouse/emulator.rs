@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use super::{Error, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use crate::domain::retry::add_saturating;
 use crate::domain::TableRef;
 
 /// How long streamed rows stay in the buffer: a fixed time or a range drawn from uniformly
@@ -52,10 +53,15 @@ impl BufferTime {
     }
 }
 
+/// The longest residence accepted (`STREAMGUARD_EMULATOR_BUFFER` and insertAll's
+/// `buffer`): 7 days, ten times BigQuery's documented ~90-minute worst case and then some.
+pub const MAX_BUFFER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl std::str::FromStr for BufferTime {
     type Err = String;
 
-    /// Parses `30s` (fixed) or `20s..60s` (a range), in `humantime` units.
+    /// Parses `30s` (fixed) or `20s..60s` (a range), in `humantime` units, each at most
+    /// [`MAX_BUFFER`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let d = |x: &str| {
             humantime::parse_duration(x.trim())
@@ -70,6 +76,12 @@ impl std::str::FromStr for BufferTime {
         };
         if buffer.min > buffer.max {
             return Err("the range's start is after its end".into());
+        }
+        if buffer.max > MAX_BUFFER {
+            return Err(format!(
+                "a buffer time may be at most 7 days ({}s); got {s:?}",
+                MAX_BUFFER.as_secs()
+            ));
         }
         Ok(buffer)
     }
@@ -157,8 +169,7 @@ impl Emulator {
         let residence = buffer
             .unwrap_or(self.settings.buffer)
             .sample(&mut rand::rng());
-        let until =
-            Utc::now() + chrono::Duration::from_std(residence).unwrap_or(chrono::Duration::MAX);
+        let until = add_saturating(Utc::now(), residence);
         let rows = Value::Array(rows.iter().cloned().map(Value::Object).collect());
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         ensure_table(&mut tx, table).await?;
@@ -337,6 +348,22 @@ mod tests {
         assert_eq!(
             BufferTime::fixed(Duration::from_secs(5)).sample(&mut rng),
             Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn buffer_times_are_bounded_and_time_arithmetic_saturates() {
+        for bad in ["400000y", "8d", "1s..8d", "500000000000y"] {
+            let e = bad.parse::<BufferTime>().unwrap_err();
+            assert!(e.contains("7 days"), "{bad}: {e}");
+        }
+        assert_eq!("7d".parse::<BufferTime>().unwrap().max, MAX_BUFFER);
+        let now = Utc::now();
+        let latest = add_saturating(now, Duration::from_secs(u64::MAX));
+        assert_eq!(latest.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        assert_eq!(
+            add_saturating(now, Duration::from_secs(30)),
+            now + chrono::Duration::seconds(30)
         );
     }
 }

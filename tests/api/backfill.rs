@@ -72,3 +72,73 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
     assert_eq!(resolved, vec![("auto_retry".to_owned(),)]);
     app.stop().await;
 }
+
+/// The README's experiment: the service goes away while the demo follows its units and
+/// comes back on the same address; the demo says so once, waits, and still prints the
+/// final table with its duplicate/missing check.
+#[sqlx::test]
+async fn demo_waits_out_a_service_restart(pool: PgPool) {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tweak = move |s: &mut streamguard::config::Settings| {
+        s.listen = address;
+        s.breaker.min_outcomes = u32::MAX;
+    };
+    let first = spawn_app_with(pool.clone(), tweak).await;
+    let args = BackfillArgs {
+        url: first.base.clone(),
+        games: 6,
+        buffered: 3,
+        conflict_share: None,
+        buffer: "3s".into(),
+        players: 2,
+        table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
+        start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
+        timeout: Duration::from_secs(60),
+        quiet: true,
+        token: None,
+    };
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let printed = lines.clone();
+    let demo = tokio::spawn(async move {
+        demo::run(&args, move |line| printed.lock().unwrap().push(line)).await
+    });
+
+    // Once every batch is posted, the demo only follows: take the service away then.
+    crate::helpers::eventually(Duration::from_secs(20), "the demo posted 6 batches", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("select count(*) from batches")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n == 6).then_some(())
+        }
+    })
+    .await;
+    first.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!demo.is_finished(), "the demo waits for the service");
+    let second = spawn_app_with(pool.clone(), tweak).await;
+
+    let report = demo
+        .await
+        .unwrap()
+        .expect("the demo finishes after the restart");
+    assert_eq!(report.files, 6);
+    assert_eq!((report.unresolved, report.failed), (0, 0));
+    assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    let lines = lines.lock().unwrap().clone();
+    let unreachable = lines
+        .iter()
+        .filter(|l| l.contains("service unreachable"))
+        .count();
+    assert_eq!(unreachable, 1, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("reachable again")),
+        "{lines:#?}"
+    );
+    second.stop().await;
+}

@@ -375,3 +375,141 @@ async fn emulator_insert_all_is_strict_too(pool: PgPool) {
     );
     app.stop().await;
 }
+
+/// Bodies that serde would take or that confuse the summary: an array for a batch, a
+/// repeated member name, a NUL character; each 422 with its pointer and a detail that says
+/// what was found. Nothing is accepted.
+#[sqlx::test]
+async fn non_object_bodies_repeated_names_and_nul_are_refused_plainly(pool: PgPool) {
+    let app = spawn_app_with(pool, |_| {}).await;
+    let array = format!(r#"["qa","{TABLE}",["game_id"],null,[{{"game_id":"{GAME}"}}],[],null]"#);
+    let (status, _, problem) = app
+        .post_raw("/v1/batches", "application/json", array.into_bytes(), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must be a JSON object"),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][0]["pointer"], "");
+
+    let repeated = format!(
+        r#"{{"processor_name":"qa","table":"{TABLE}","key_columns":["game_id"],"rows":[{{"game_id":"{GAME}","points":1,"points":2}}]}}"#
+    );
+    let (status, _, problem) = app
+        .post_raw(
+            "/v1/batches",
+            "application/json",
+            repeated.into_bytes(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["pointer"], "/rows/0/points",
+        "{problem}"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"),
+        "{problem}"
+    );
+
+    let nul = format!(
+        r#"{{"processor_name":"qa","table":"{TABLE}","key_columns":["game_id"],"rows":[{{"game_id":"{GAME}","player":"a\u0000b"}}]}}"#
+    );
+    let (status, _, problem) = app
+        .post_raw("/v1/batches", "application/json", nul.into_bytes(), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("NUL") && !detail.contains("precision"),
+        "{problem}"
+    );
+
+    let count: i64 = sqlx::query_scalar("select count(*) from batches")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing accepted");
+    app.stop().await;
+}
+
+/// 405 and bad path parameters answer problem+json in plain words.
+#[sqlx::test]
+async fn wrong_methods_and_bad_uuids_answer_problem_json(pool: PgPool) {
+    let app = spawn_app_with(pool, |_| {}).await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v1/batches".to_owned()),
+        (
+            reqwest::Method::GET,
+            format!("/emulator/tables/{TABLE}/insertAll"),
+        ),
+    ] {
+        let r = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(r.headers().contains_key("allow"), "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["status"], 405, "{problem}");
+        assert_eq!(problem["type"], "/problems/method-not-allowed", "{problem}");
+    }
+
+    let (status, problem) = app.get("/v1/batches/not-a-uuid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`batch_id`") && detail.contains("must be a UUID"),
+        "{problem}"
+    );
+    assert!(!detail.contains("Invalid URL"), "{problem}");
+    app.stop().await;
+}
+
+/// insertAll refuses column names BigQuery would refuse, and buffers past the maximum.
+#[sqlx::test]
+async fn emulator_insert_all_checks_column_names_and_buffer_bounds(pool: PgPool) {
+    let app = spawn_app_with(pool, |_| {}).await;
+    let path = format!("/emulator/tables/{TABLE}/insertAll");
+    let (status, problem) = app
+        .post(&path, &json!({"rows": [{"game_id": GAME, "a b; drop": 1}]}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["pointer"], "/rows/0/a b; drop",
+        "{problem}"
+    );
+
+    for buffer in ["400000y", "8d", "1s..8d"] {
+        let (status, problem) = app
+            .post(&path, &json!({"rows": [{"a": 1}], "buffer": buffer}))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{buffer}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["pointer"], "/buffer", "{problem}");
+    }
+    assert!(app.table_rows(TABLE).await.is_empty());
+    app.stop().await;
+}

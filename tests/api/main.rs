@@ -17,4 +17,5 @@ mod openapi;
 mod operator;
 mod ordering;
 mod scheduling;
+mod shutdown;
 mod store;
