@@ -196,9 +196,15 @@ async fn wait_for_first_attempts(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let view = load(state, batch_id).await?;
-        if view.first_attempts_done() || tokio::time::Instant::now() >= deadline {
+        let shutting_down = state.shutdown.is_cancelled();
+        if view.first_attempts_done() || shutting_down || tokio::time::Instant::now() >= deadline {
+            // On shutdown, answer with what is known now: the batch is durable, and the
+            // caller follows it with GET /v1/batches/{id}.
             return Ok(view);
         }
-        tokio::time::sleep(WAIT_POLL.min(deadline - tokio::time::Instant::now())).await;
+        tokio::select! {
+            () = tokio::time::sleep(WAIT_POLL.min(deadline - tokio::time::Instant::now())) => {}
+            () = state.shutdown.cancelled() => {}
+        }
     }
 }

@@ -54,5 +54,12 @@ async fn a_waiting_request_does_not_outlast_the_shutdown_timeout(pool: PgPool) {
         "{:?}",
         started.elapsed()
     );
-    waiting.abort();
+    // The waiting request was answered, not cut off: the batch is durable and pending.
+    let response = waiting
+        .await
+        .expect("request task")
+        .expect("the request got an answer");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let view: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(view["units"][0]["state"], "pending");
 }
