@@ -133,6 +133,48 @@ async fn operate(
     ))
 }
 
+/// The errors every breaker action can answer, documented once for the three routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only read by the OpenAPI derive
+enum ActionErrors {
+    #[response(
+        status = 400,
+        description = "The body is not JSON.",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(crate::http::Problem),
+    #[response(
+        status = 404,
+        description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).",
+        content_type = "application/problem+json"
+    )]
+    NotFound(crate::http::Problem),
+    #[response(
+        status = 409,
+        description = "Other replicas kept changing the breaker; try again.",
+        content_type = "application/problem+json"
+    )]
+    Conflict(crate::http::Problem),
+    #[response(
+        status = 413,
+        description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.",
+        content_type = "application/problem+json"
+    )]
+    PayloadTooLarge(crate::http::Problem),
+    #[response(
+        status = 415,
+        description = "The body is not `application/json`.",
+        content_type = "application/problem+json"
+    )]
+    UnsupportedMediaType(crate::http::Problem),
+    #[response(
+        status = 422,
+        description = "`reason` is missing, blank or over 2,000 characters.",
+        content_type = "application/problem+json"
+    )]
+    Unprocessable(crate::http::Problem),
+}
+
 #[utoipa::path(
     post,
     path = "/v1/breakers/{scope}/reset",
@@ -142,12 +184,7 @@ async fn operate(
     request_body(content = ActionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Closed, counting restarted. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
-        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+        ActionErrors,
     ),
     security(("bearer" = ["admin"]))
 )]
@@ -169,12 +206,7 @@ pub(crate) async fn reset(
     request_body(content = ActionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Forced open until a reset: nothing of the scope is attempted. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
-        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+        ActionErrors,
     ),
     security(("bearer" = ["admin"]))
 )]
@@ -196,12 +228,7 @@ pub(crate) async fn force_open(
     request_body(content = ActionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Disabled until a reset: everything goes through, nothing trips it. The breaker afterwards; the transition is recorded with the actor and the reason.", body = BreakerView),
-        (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a scope (blank, over 1,024 bytes, or holding a NUL).", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Other replicas kept changing the breaker; try again.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`reason` is missing, blank or over 2,000 characters.", body = crate::http::Problem, content_type = "application/problem+json"),
+        ActionErrors,
     ),
     security(("bearer" = ["admin"]))
 )]
