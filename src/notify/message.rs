@@ -62,7 +62,7 @@ impl Message {
             lines.push(format!("… and {} more", count - MAX_LINES));
         }
         Self {
-            message_id: Uuid::new_v4(),
+            message_id: message_id(&first.kind, &first.scope, group.iter().map(|d| d.alert_id)),
             kind: first.kind.clone(),
             scope: first.scope.clone(),
             count,
@@ -124,6 +124,15 @@ mod tests {
     }
 
     #[test]
+    fn a_resend_of_the_same_deliveries_carries_the_same_message_id() {
+        let first = Message::from_group(&[delivery(3, "unit_failed"), delivery(4, "unit_failed")]);
+        let again = Message::from_group(&[delivery(4, "unit_failed"), delivery(3, "unit_failed")]);
+        let other = Message::from_group(&[delivery(3, "unit_failed")]);
+        assert_eq!(first.message_id, again.message_id);
+        assert_ne!(first.message_id, other.message_id);
+    }
+
+    #[test]
     fn a_single_breaker_event_reads_naturally() {
         let m = Message::from_group(&[delivery(7, "breaker_opened")]);
         assert_eq!(
@@ -132,4 +141,24 @@ mod tests {
         );
         assert_eq!(m.lines, vec!["event 7".to_owned()]);
     }
+}
+
+/// The message's id, derived from what it carries (kind, scope and alert ids), so a resend
+/// of the same deliveries — after a failed attempt, or after a replica died between sending
+/// and recording — carries the same id and a receiver can drop the repeat.
+fn message_id(kind: &str, scope: &str, alert_ids: impl Iterator<Item = i64>) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<i64> = alert_ids.collect();
+    ids.sort_unstable();
+    let mut hash = Sha256::new();
+    hash.update(kind.as_bytes());
+    hash.update([0]);
+    hash.update(scope.as_bytes());
+    for id in ids {
+        hash.update(id.to_be_bytes());
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
 }

@@ -398,12 +398,18 @@ impl Store {
             };
             if !matches!(job.state.as_str(), "superseded" | "cancelled") {
                 // The attempt did reach the warehouse (the unit was superseded or cancelled
-                // while it ran): count it, so the unit does not claim it was never tried.
+                // while it ran): count it, so the unit does not claim it was never tried, and
+                // when it landed, say so: its rows are in the table until the newer unit's
+                // replace (which the claim never starts before this attempt ended) lands.
                 sqlx::query(
-                    "update write_units set attempts = $2, updated_at = now() where unit_id = $1",
+                    "update write_units set attempts = $2, updated_at = now(),
+                            state = case when $3 then 'loaded' else state end,
+                            loaded_at = case when $3 then now() else loaded_at end
+                     where unit_id = $1",
                 )
                 .bind(job.unit_id)
                 .bind(job.attempt)
+                .bind(outcome == "loaded")
                 .execute(&mut *tx)
                 .await?;
             }

@@ -404,10 +404,19 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let unit_id = match batch {
             Some((batch, hash, max_attempts, at)) => {
-                let key = report.key.as_object();
+                // Compared in the units' canonical spelling, so `1.0` names the key `1` does.
+                let key: Option<serde_json::Map<String, Value>> = report.key.as_object().map(|m| {
+                    m.iter()
+                        .map(|(c, v)| (c.clone(), crate::domain::batch::canonical(v)))
+                        .collect()
+                });
+                let partition = report
+                    .partition
+                    .as_ref()
+                    .map(|p| crate::domain::batch::canonical(&p.1));
                 let matches = batch.units.len() == 1
-                    && key == Some(&batch.units[0].key)
-                    && report.partition.as_ref().map(|p| &p.1) == batch.units[0].partition.as_ref();
+                    && key.as_ref() == Some(&batch.units[0].key)
+                    && partition.as_ref() == batch.units[0].partition.as_ref();
                 if !matches {
                     return Err(Error::Invalid(
                         "/rows".into(),
