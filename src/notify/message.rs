@@ -89,6 +89,26 @@ impl Message {
     }
 }
 
+/// The message's id, derived from what it carries (kind, scope and alert ids), so a resend
+/// of the same deliveries — after a failed attempt, or after a replica died between sending
+/// and recording — carries the same id and a receiver can drop the repeat.
+fn message_id(kind: &str, scope: &str, alert_ids: impl Iterator<Item = i64>) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<i64> = alert_ids.collect();
+    ids.sort_unstable();
+    let mut hash = Sha256::new();
+    hash.update(kind.as_bytes());
+    hash.update([0]);
+    hash.update(scope.as_bytes());
+    for id in ids {
+        hash.update(id.to_be_bytes());
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,24 +161,4 @@ mod tests {
         );
         assert_eq!(m.lines, vec!["event 7".to_owned()]);
     }
-}
-
-/// The message's id, derived from what it carries (kind, scope and alert ids), so a resend
-/// of the same deliveries — after a failed attempt, or after a replica died between sending
-/// and recording — carries the same id and a receiver can drop the repeat.
-fn message_id(kind: &str, scope: &str, alert_ids: impl Iterator<Item = i64>) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let mut ids: Vec<i64> = alert_ids.collect();
-    ids.sort_unstable();
-    let mut hash = Sha256::new();
-    hash.update(kind.as_bytes());
-    hash.update([0]);
-    hash.update(scope.as_bytes());
-    for id in ids {
-        hash.update(id.to_be_bytes());
-    }
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    Uuid::from_bytes(bytes)
 }
