@@ -68,8 +68,6 @@ pub struct CreateParams {
             links(("GetBatch" = (operation_id = "get_batch", parameters(("batch_id" = "$response.body#/batch_id")), description = "Follow the batch's units.")))),
         (status = 400, description = "The body is not JSON (syntax, invalid UTF-8, a lone surrogate escape), or `wait` is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The table has units not landed yet keyed by other columns; keys of different shapes cannot supersede each other. Nothing was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The batch breaks a rule or a limit; `errors[]` names each offending field by JSON pointer (e.g. `/rows/3/game_id`) and, for a limit, its setting in `limit`. Nothing of the batch was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))

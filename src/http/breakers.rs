@@ -156,18 +156,6 @@ enum ActionErrors {
     )]
     Conflict(crate::http::Problem),
     #[response(
-        status = 413,
-        description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.",
-        content_type = "application/problem+json"
-    )]
-    PayloadTooLarge(crate::http::Problem),
-    #[response(
-        status = 415,
-        description = "The body is not `application/json`.",
-        content_type = "application/problem+json"
-    )]
-    UnsupportedMediaType(crate::http::Problem),
-    #[response(
         status = 422,
         description = "`reason` is missing, blank or over 2,000 characters.",
         content_type = "application/problem+json"

@@ -96,8 +96,6 @@ fn table(raw: &str) -> Result<TableRef> {
         (status = 200, description = "Streamed.", body = InsertAllResponse),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad table name, a row that is not an object, a column name BigQuery refuses, a bad or too long buffer time, or a number that would be rounded.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))

@@ -90,7 +90,7 @@ pub fn spec_json() -> String {
 }
 
 /// Adds the bearer security scheme, and the responses every operation shares: 401 and 403
-/// where a scope is needed, 500 everywhere.
+/// where a scope is needed, 413 and 415 where it takes a body, 500 everywhere.
 pub struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -133,6 +133,16 @@ impl Modify for CommonResponses {
                             "The token lacks the scope this operation needs; `required_scope` names it.",
                             false,
                         ),
+                    );
+                }
+                if operation.request_body.is_some() {
+                    responses.insert(
+                        "413".into(),
+                        problem_response("The body exceeds STREAMGUARD_MAX_BODY_BYTES.", false),
+                    );
+                    responses.insert(
+                        "415".into(),
+                        problem_response("The body is not `application/json`.", false),
                     );
                 }
                 responses.insert(

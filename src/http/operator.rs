@@ -263,8 +263,6 @@ pub struct Forced {
     responses(
         (status = 201, description = "Logged with the conflict log's columns and counted for the breaker; with `rows`, the service took the write over.", body = ReportAnswer),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule (names, key, partition, counts, rows of another key); `errors[]` names each by JSON pointer. Nothing was logged.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))
@@ -415,8 +413,6 @@ async fn breaker_state(state: &AppState, processor: &str, table: &str) -> Result
     responses(
         (status = 200, description = "Logged and counted for the breaker; `breaker_state` says whether to wait.", body = ReportAnswer),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The conflict is retried by the service, or has ended.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A count or delay is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -476,8 +472,6 @@ async fn target(state: &AppState, conflict_id: Uuid) -> Result<crate::store::ope
     responses(
         (status = 200, description = "Resolved; a unit the service still retried is cancelled.", body = ActionResult),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already resolved, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`note` missing for `manual`, an unknown `method`, or `auto_retry` on the service's own conflict.", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -536,8 +530,6 @@ pub(crate) async fn resolve(
     responses(
         (status = 200, description = "The unit is due now (a given-up unit gets one more attempt).", body = ActionResult),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Resolved, kept by its processor, superseded, cancelled, landed, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body does not have the expected shape (an unknown field, a wrong type).", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -574,8 +566,6 @@ pub(crate) async fn retry(
     responses(
         (status = 200, description = "A dry run's answer (nothing written), or a real run's: the atomic replace landed (`force_mode`) or was refused (a conflict, recorded).", body = ForceAnswer),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such conflict (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Superseded by a newer batch, resolved, kept by its processor, cancelled, landed, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`reason` is missing or blank.", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -731,8 +721,6 @@ async fn dry_run(state: &AppState, conflict_id: Uuid) -> Result<DryRun> {
     responses(
         (status = 200, description = "Cancelled: never attempted again; its open conflict resolved `manual`.", body = ActionResult),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds STREAMGUARD_MAX_BODY_BYTES.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such unit (or the id is not a UUID).", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The unit already landed or ended, or an attempt is in flight.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`reason` is missing or blank.", body = crate::http::Problem, content_type = "application/problem+json"),
