@@ -288,8 +288,9 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let run_started_at = Utc::now();
     // Breaker transitions already shown (the latest one's time): only newer ones print.
     let mut shown_until = transition_time(&breaker(&http, base).await?["transitions"][0]);
-    // From here on the demo only reads; a service killed and restarted meanwhile (the
-    // README's `kill -9` experiment) is waited for, up to --timeout.
+    // From here on a service killed and restarted meanwhile (the README's `kill -9`
+    // experiment) is waited for, up to --timeout: reads are retried, and so are the posts,
+    // which carry idempotency keys.
     let deadline = started
         .checked_add(args.timeout)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
@@ -304,13 +305,9 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             "rows": box_score(game, args.players, "backfill"),
             "idempotency_key": format!("demo-{run_id}-{}", game.game_id),
         });
-        let response = expect_ok(
-            http.post(format!("{base}/v1/batches"))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await?;
+        let response = reach
+            .post(&format!("{base}/v1/batches"), &body, &mut print)
+            .await?;
         let batch_id = response["batch_id"]
             .as_str()
             .context("batch_id missing from the answer")?
@@ -523,8 +520,35 @@ impl<'a> Reach<'a> {
         url: &str,
         print: &mut impl FnMut(String),
     ) -> anyhow::Result<Value> {
+        self.call(|| self.http.get(url), "GET", url, print).await
+    }
+
+    /// POST `body` to `url` and its JSON answer, waiting out outages. Only for requests that
+    /// are safe to repeat: the demo's batches carry an idempotency key, so a POST whose
+    /// answer was lost replays the original batch instead of writing twice.
+    ///
+    /// # Errors
+    /// When the service answers an error status, or is still unreachable at the deadline.
+    pub async fn post(
+        &mut self,
+        url: &str,
+        body: &Value,
+        print: &mut impl FnMut(String),
+    ) -> anyhow::Result<Value> {
+        let http = self.http;
+        self.call(|| http.post(url).json(body), "POST", url, print)
+            .await
+    }
+
+    async fn call(
+        &mut self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        method: &str,
+        url: &str,
+        print: &mut impl FnMut(String),
+    ) -> anyhow::Result<Value> {
         loop {
-            let attempt = match self.http.get(url).send().await {
+            let attempt = match request().send().await {
                 Ok(response) => {
                     let status = response.status();
                     response.text().await.map(|text| (status, text))
@@ -558,7 +582,7 @@ impl<'a> Reach<'a> {
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+                Err(e) => return Err(e).with_context(|| format!("{method} {url}")),
             }
         }
     }

@@ -142,3 +142,62 @@ async fn demo_waits_out_a_service_restart(pool: PgPool) {
     );
     second.stop().await;
 }
+
+#[sqlx::test]
+async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: PgPool) {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tweak = move |s: &mut streamguard::config::Settings| {
+        s.listen = address;
+        s.breaker.min_outcomes = u32::MAX;
+    };
+    let first = spawn_app_with(pool.clone(), tweak).await;
+    let games = 120;
+    let args = BackfillArgs {
+        url: first.base.clone(),
+        games,
+        buffered: 0,
+        conflict_share: None,
+        buffer: "1s".into(),
+        players: 1,
+        table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
+        start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
+        timeout: Duration::from_secs(60),
+        quiet: true,
+        token: None,
+    };
+    let demo = tokio::spawn(async move { demo::run(&args, |_| {}).await });
+    let count = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("select count(*) from batches")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+
+    // Take the service away while the demo is still posting.
+    crate::helpers::eventually(Duration::from_secs(20), "the first batches", || {
+        let pool = pool.clone();
+        async move { (count(pool).await >= 3).then_some(()) }
+    })
+    .await;
+    first.stop().await;
+    let posted = count(pool.clone()).await;
+    assert!(posted < games as i64, "stopped mid-post ({posted} posted)");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = spawn_app_with(pool.clone(), tweak).await;
+
+    let report = demo
+        .await
+        .unwrap()
+        .expect("the demo finishes after the restart");
+    assert_eq!(report.files, games);
+    assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    assert_eq!(
+        count(pool.clone()).await,
+        games as i64,
+        "each game posted once"
+    );
+    second.stop().await;
+}
