@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod breaker;
 pub mod conflict;
+pub mod lifecycle;
 pub mod names;
 pub mod raw_json;
 pub mod retry;

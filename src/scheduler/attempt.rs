@@ -186,9 +186,10 @@ impl Scheduler {
         // Cancels the renewer even when this future is dropped (an aborted attempt at
         // shutdown): a leaked renewer would keep a dead attempt's lease alive for ever.
         let _stop_on_drop = stop.clone().drop_guard();
+        let job_id = format!("streamguard-{}", uuid::Uuid::new_v4());
         let result = self
             .warehouse
-            .replace(table, std::slice::from_ref(&unit))
+            .replace(table, &job_id, std::slice::from_ref(&unit))
             .await;
         stop.cancel();
         let _ = renewer.await;
@@ -207,7 +208,7 @@ impl Scheduler {
             Ok(outcome) => {
                 return Verdict::Loaded {
                     rows_inserted: outcome.rows_inserted,
-                    warehouse_job_id: outcome.job_id,
+                    warehouse_job_id: None,
                 };
             }
             Err(e) => e,

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use super::{Error, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use super::{Error, Fate, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
 use crate::domain::retry::add_saturating;
 use crate::domain::TableRef;
 
@@ -122,6 +122,9 @@ pub struct StoredRow {
     /// When it leaves the buffer (`null` for rows written by a replace).
     pub buffered_until: Option<DateTime<Utc>>,
 }
+
+/// How often settlement looks again at a statement still running.
+const FATE_POLL: Duration = Duration::from_millis(50);
 
 /// The emulator, backed by the `emulator` schema of the service's database.
 #[derive(Debug, Clone)]
@@ -238,14 +241,42 @@ async fn ensure_table(tx: &mut sqlx::PgConnection, table: &TableRef) -> Result<(
     Ok(())
 }
 
-#[async_trait]
-impl Warehouse for Emulator {
-    async fn replace(
+impl Emulator {
+    /// Runs one statement in its own transaction, holding its job id's lock throughout.
+    async fn run_statement(
         &self,
         table: &TableRef,
+        job_id: &str,
         units: &[WriteUnit],
     ) -> Result<ReplaceOutcome, Error> {
         let mut tx = self.pool.begin().await.map_err(database_error)?;
+        // A running statement holds its job id's advisory lock for its transaction, so
+        // settlement can tell a running statement from a finished or never-received one.
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7367))")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        // A job id is run at most once, as in BigQuery (409 `duplicate`): a second send
+        // answers the first one's outcome; a job id settlement gave up on is refused.
+        let seen: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "select state, rows_deleted, rows_inserted from emulator.jobs where job_id = $1",
+        )
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database_error)?;
+        match seen {
+            Some((state, deleted, inserted)) if state == "done" => {
+                return Ok(outcome(deleted, inserted));
+            }
+            Some(_) => {
+                return Err(Error::Transient {
+                    message: format!("job {job_id} was abandoned by settlement before it arrived; nothing was written"),
+                })
+            }
+            None => {}
+        }
         ensure_table(&mut tx, table).await?;
         // BigQuery runs mutating DML on one table one after the other; so does the emulator.
         // `no key update` leaves concurrent insertAll calls (whose foreign key takes a
@@ -265,16 +296,16 @@ impl Warehouse for Emulator {
                 });
             }
         }
-        let (mut deleted, mut inserted) = (0u64, 0u64);
+        let (mut deleted, mut inserted) = (0i64, 0i64);
         for unit in units {
-            deleted += sqlx::query("delete from emulator.rows where table_ref = $1 and data @> $2")
+            let d = sqlx::query("delete from emulator.rows where table_ref = $1 and data @> $2")
                 .bind(table.to_string())
                 .bind(Value::Object(unit.identity()))
                 .execute(&mut *tx)
                 .await
                 .map_err(database_error)?
                 .rows_affected();
-            inserted += sqlx::query(
+            let i = sqlx::query(
                 "insert into emulator.rows (table_ref, data) select $1, r from jsonb_array_elements($2) as r",
             )
             .bind(table.to_string())
@@ -283,13 +314,112 @@ impl Warehouse for Emulator {
             .await
             .map_err(database_error)?
             .rows_affected();
+            deleted += i64::try_from(d).unwrap_or(i64::MAX);
+            inserted += i64::try_from(i).unwrap_or(i64::MAX);
         }
+        sqlx::query(
+            "insert into emulator.jobs (job_id, table_ref, state, rows_deleted, rows_inserted)
+             values ($1, $2, 'done', $3, $4)",
+        )
+        .bind(job_id)
+        .bind(table.to_string())
+        .bind(deleted)
+        .bind(inserted)
+        .execute(&mut *tx)
+        .await
+        .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
-        Ok(ReplaceOutcome {
-            rows_deleted: Some(deleted),
-            rows_inserted: inserted,
-            job_id: None,
-        })
+        Ok(outcome(Some(deleted), Some(inserted)))
+    }
+}
+
+fn outcome(deleted: Option<i64>, inserted: Option<i64>) -> ReplaceOutcome {
+    ReplaceOutcome {
+        rows_deleted: deleted.and_then(|d| u64::try_from(d).ok()),
+        rows_inserted: inserted.and_then(|i| u64::try_from(i).ok()).unwrap_or(0),
+        bytes_billed: None,
+    }
+}
+
+#[async_trait]
+impl Warehouse for Emulator {
+    async fn replace(
+        &self,
+        table: &TableRef,
+        job_id: &str,
+        units: &[WriteUnit],
+    ) -> Result<ReplaceOutcome, Error> {
+        // The statement runs on a task of its own, so it outlives a caller that stops
+        // waiting (a timeout, an aborted attempt), as a BigQuery job outlives its client.
+        let (this, table, job_id, units) = (
+            self.clone(),
+            table.clone(),
+            job_id.to_owned(),
+            units.to_vec(),
+        );
+        tokio::spawn(async move { this.run_statement(&table, &job_id, &units).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Transient {
+                    message: format!("the emulator's statement task ended abnormally: {e}"),
+                })
+            })
+    }
+
+    async fn statement_fate(
+        &self,
+        table: &TableRef,
+        job_id: &str,
+        wait: Duration,
+    ) -> Result<Fate, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(database_error)?;
+            let free: bool =
+                sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 7367))")
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(database_error)?;
+            if !free {
+                drop(tx);
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Fate::Running);
+                }
+                tokio::time::sleep(FATE_POLL.min(deadline - tokio::time::Instant::now())).await;
+                continue;
+            }
+            // Holding the lock: no statement with this id runs now, and none can start
+            // before this transaction ends.
+            let seen: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "select state, rows_deleted, rows_inserted from emulator.jobs where job_id = $1",
+            )
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database_error)?;
+            let fate = match seen {
+                Some((state, deleted, inserted)) if state == "done" => {
+                    Fate::Landed(outcome(deleted, inserted))
+                }
+                Some(_) => Fate::NeverArrived,
+                None => {
+                    // Never received, or refused (its transaction rolled back): either way
+                    // nothing was written. Tombstone the id so a late arrival is refused.
+                    sqlx::query(
+                        "insert into emulator.jobs (job_id, table_ref, state) values ($1, $2, 'abandoned')",
+                    )
+                    .bind(job_id)
+                    .bind(table.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(database_error)?;
+                    Fate::NeverArrived
+                }
+            };
+            tx.commit().await.map_err(database_error)?;
+            return Ok(fate);
+        }
     }
 
     async fn streaming_buffer(&self, table: &TableRef) -> Result<Option<StreamingBuffer>, Error> {

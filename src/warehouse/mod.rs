@@ -53,8 +53,23 @@ pub struct ReplaceOutcome {
     pub rows_deleted: Option<u64>,
     /// Rows inserted.
     pub rows_inserted: u64,
-    /// The warehouse's job id, when it has one (BigQuery).
-    pub job_id: Option<String>,
+    /// Bytes billed (BigQuery's `statistics.query.totalBytesBilled`), when reported.
+    pub bytes_billed: Option<u64>,
+}
+
+/// The fate of a statement sent earlier whose answer the caller did not see (a crash after
+/// sending, a timeout), from [`Warehouse::statement_fate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Still running: wait for it before sending anything else for its keys.
+    Running,
+    /// It landed: its units are loaded by it.
+    Landed(ReplaceOutcome),
+    /// It was refused or cancelled: nothing was written.
+    Failed(Error),
+    /// The warehouse never received it, and now never will: a late arrival of the same job
+    /// id is refused. Nothing was written.
+    NeverArrived,
 }
 
 /// The state of a table's streaming buffer (BigQuery `tables.get` → `streamingBuffer`,
@@ -129,13 +144,45 @@ impl Error {
 /// A place rows are replaced in: BigQuery, or the emulator.
 #[async_trait]
 pub trait Warehouse: Send + Sync + 'static {
-    /// Atomically replaces, for every unit (all of one `table`), the rows of its key with
-    /// its rows: all units land, or none does.
+    /// Runs one statement, `job_id`, that atomically replaces, for every unit (all of one
+    /// `table`), the rows of its key with its rows: all units land, or none does. The job
+    /// id is the caller's (recorded before the call) and is sent once: a second call with
+    /// the same id never runs the statement twice.
+    ///
+    /// The statement may outlive this call (the future dropped, the process killed after
+    /// the warehouse received it): [`Warehouse::statement_fate`] tells later what became
+    /// of it.
     ///
     /// # Errors
-    /// A classified [`Error`]; on any error nothing was written.
-    async fn replace(&self, table: &TableRef, units: &[WriteUnit])
-        -> Result<ReplaceOutcome, Error>;
+    /// A classified [`Error`]; on any error but [`Error::Transient`] nothing was written.
+    /// A transient error may leave the statement running: settle it before sending another
+    /// for the same keys.
+    async fn replace(
+        &self,
+        table: &TableRef,
+        job_id: &str,
+        units: &[WriteUnit],
+    ) -> Result<ReplaceOutcome, Error>;
+
+    /// What became of statement `job_id`, sent to `table` earlier, waiting at most `wait`
+    /// for it to finish when it is still running.
+    ///
+    /// # Errors
+    /// A classified [`Error`] when the warehouse cannot be asked; the fate is then unknown.
+    async fn statement_fate(
+        &self,
+        table: &TableRef,
+        job_id: &str,
+        wait: Duration,
+    ) -> Result<Fate, Error>;
+
+    /// The shortest interval between two statements to one table that the warehouse
+    /// accepts without quota refusals; pacing starts there and backs off on quota answers.
+    /// BigQuery documents 5 table update operations per 10 seconds per table; the
+    /// default is no limit.
+    fn statement_interval(&self) -> Duration {
+        Duration::ZERO
+    }
 
     /// The table's streaming-buffer state; `None` when it has no buffer (or does not exist).
     /// A hint only: BigQuery's metadata lags behind streaming inserts by seconds, so "no

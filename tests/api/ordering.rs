@@ -194,7 +194,11 @@ async fn a_stalled_replicas_late_write_is_healed_by_reapplying_the_newest_unit(p
         streamguard::config::Settings::for_tests("").emulator,
     );
     emulator
-        .replace(&TableRef::parse(TABLE).unwrap(), &[unit])
+        .replace(
+            &TableRef::parse(TABLE).unwrap(),
+            "streamguard-zombie-late-write",
+            &[unit],
+        )
         .await
         .unwrap();
     assert!(

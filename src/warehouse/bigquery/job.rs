@@ -27,7 +27,7 @@ use super::classify::{classify, Classified, Failure};
 use super::params::MAX_REQUEST_BYTES;
 use super::sql::Statement;
 use super::BigQuery;
-use crate::warehouse::{Error, WriteUnit};
+use crate::warehouse::{Error, Fate, ReplaceOutcome, WriteUnit};
 
 /// Sends of one jobs.insert (the first included) before a transient failure is returned.
 const INSERT_SENDS: u32 = 3;
@@ -238,6 +238,29 @@ impl BigQuery {
             }
         }
         reply.result()
+    }
+
+    /// What became of job `job_id` (jobs.get): still running, landed, refused, or unknown
+    /// to BigQuery (404 `Not found: Job …`).
+    pub(super) async fn fate(&self, job_id: &str) -> Result<Fate, Error> {
+        match self
+            .get_job(job_id, self.settings.location.as_deref())
+            .await
+        {
+            Ok(reply) if reply.is_done() => Ok(match reply.result() {
+                Ok(done) => Fate::Landed(ReplaceOutcome {
+                    rows_deleted: done.deleted,
+                    rows_inserted: done.inserted.unwrap_or(0),
+                    bytes_billed: None,
+                }),
+                Err(e) => Fate::Failed(e),
+            }),
+            Ok(_) => Ok(Fate::Running),
+            Err(Error::Permanent { message }) if message.starts_with("Not found: Job") => {
+                Ok(Fate::NeverArrived)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn get_job(&self, job_id: &str, location: Option<&str>) -> Result<JobReply, Error> {

@@ -31,7 +31,7 @@ use self::classify::{Classified, Failure};
 use self::params::{estimate_request_bytes, Field, MAX_REQUEST_BYTES};
 use self::rest::Rest;
 use self::table::{SchemaCache, TableMeta};
-use super::{Error, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use super::{Error, Fate, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
 use crate::domain::TableRef;
 
 /// BigQuery's REST endpoint (the crate's default, bigquery-facts A2).
@@ -167,16 +167,16 @@ impl Warehouse for BigQuery {
     async fn replace(
         &self,
         table: &TableRef,
+        job_id: &str,
         units: &[WriteUnit],
     ) -> Result<ReplaceOutcome, Error> {
-        let job_id = job::job_id(units);
-        tracing::Span::current().record("job_id", job_id.as_str());
+        tracing::Span::current().record("job_id", job_id);
         let (statement, schema) = self.statement(table, units).await?;
-        match self.run(&job_id, &statement).await {
+        match self.run(job_id, &statement).await {
             Ok(done) => Ok(ReplaceOutcome {
                 rows_deleted: done.deleted,
                 rows_inserted: done.inserted.unwrap_or(statement.rows),
-                job_id: Some(job_id),
+                bytes_billed: None,
             }),
             Err(Error::Permanent { message }) => {
                 // BigQuery may have refused because the cached schema is stale (a column
@@ -190,6 +190,21 @@ impl Warehouse for BigQuery {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn statement_fate(
+        &self,
+        _table: &TableRef,
+        job_id: &str,
+        _wait: Duration,
+    ) -> Result<Fate, Error> {
+        self.fate(job_id).await
+    }
+
+    /// 5 table update operations per 10 seconds per table ("Maximum rate of table
+    /// metadata update operations per table", BigQuery quotas page; bigquery-facts.md).
+    fn statement_interval(&self) -> Duration {
+        Duration::from_secs(2)
     }
 
     async fn streaming_buffer(&self, table: &TableRef) -> Result<Option<StreamingBuffer>, Error> {

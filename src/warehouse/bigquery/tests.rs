@@ -82,6 +82,11 @@ fn unit(attempt: i32, rows: Vec<Value>) -> WriteUnit {
     }
 }
 
+/// The job id the tests' statements carry (the scheduler's own ids are its statements').
+fn job_id(attempt: i32) -> String {
+    format!("streamguard-{}-{attempt}", Uuid::from_u128(7))
+}
+
 fn rows() -> Vec<Value> {
     vec![
         json!({"game_id": "20260124_LAL_BOS", "game_date": "2026-01-24", "player_lookup": "lebronjames", "points": 31}),
@@ -129,14 +134,17 @@ async fn replace_runs_one_parameterised_merge_job_named_after_the_attempt() {
         .await;
     let bq = adapter(&server).await;
 
-    let outcome = bq.replace(&table(), &[unit(2, rows())]).await.unwrap();
+    let outcome = bq
+        .replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap();
 
     assert_eq!(
         outcome,
         ReplaceOutcome {
             rows_deleted: Some(3),
             rows_inserted: 2,
-            job_id: Some(JOB_ID.into())
+            bytes_billed: None
         }
     );
     let sent = inserts(&server).await;
@@ -209,8 +217,13 @@ async fn the_schema_is_fetched_once_per_table_and_a_pure_delete_has_no_insert() 
         .await;
     let bq = adapter(&server).await;
 
-    bq.replace(&table(), &[unit(1, rows())]).await.unwrap();
-    let outcome = bq.replace(&table(), &[unit(2, vec![])]).await.unwrap();
+    bq.replace(&table(), &job_id(1), &[unit(1, rows())])
+        .await
+        .unwrap();
+    let outcome = bq
+        .replace(&table(), &job_id(2), &[unit(2, vec![])])
+        .await
+        .unwrap();
 
     assert_eq!(outcome.rows_deleted, Some(3));
     let sent = inserts(&server).await;
@@ -236,7 +249,10 @@ async fn refused_with(status: u16, body: &str) -> (Error, usize) {
         .mount(&server)
         .await;
     let bq = adapter(&server).await;
-    let error = bq.replace(&table(), &[unit(1, rows())]).await.unwrap_err();
+    let error = bq
+        .replace(&table(), &job_id(1), &[unit(1, rows())])
+        .await
+        .unwrap_err();
     (error, inserts(&server).await.len())
 }
 
@@ -320,7 +336,10 @@ async fn a_job_that_fails_after_acceptance_is_classified_from_its_error_result()
         .await;
     let bq = adapter(&server).await;
 
-    let error = bq.replace(&table(), &[unit(2, rows())]).await.unwrap_err();
+    let error = bq
+        .replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap_err();
 
     assert_eq!(
         error,
@@ -353,9 +372,11 @@ async fn a_duplicate_job_is_looked_up_and_not_submitted_twice() {
         .await;
     let bq = adapter(&server).await;
 
-    let outcome = bq.replace(&table(), &[unit(2, rows())]).await.unwrap();
+    let outcome = bq
+        .replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap();
 
-    assert_eq!(outcome.job_id.as_deref(), Some(JOB_ID));
     assert_eq!(outcome.rows_inserted, 2);
 }
 
@@ -382,9 +403,10 @@ async fn a_lost_answer_is_resent_with_the_same_job_id() {
     s.request_timeout = Duration::from_secs(1);
     let bq = BigQuery::connect(s).await.unwrap();
 
-    let outcome = bq.replace(&table(), &[unit(2, rows())]).await.unwrap();
+    bq.replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap();
 
-    assert_eq!(outcome.job_id.as_deref(), Some(JOB_ID));
     let sent = inserts(&server).await;
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|b| b["jobReference"]["jobId"] == JOB_ID));
@@ -417,7 +439,10 @@ async fn polling_is_bounded_and_a_job_still_running_is_cancelled_and_transient()
     let bq = BigQuery::connect(s).await.unwrap();
 
     let started = std::time::Instant::now();
-    let error = bq.replace(&table(), &[unit(2, rows())]).await.unwrap_err();
+    let error = bq
+        .replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap_err();
 
     assert_eq!(error.class(), ErrorClass::Transient);
     assert!(
@@ -435,7 +460,10 @@ async fn an_unreachable_endpoint_is_transient() {
     let mut s = settings(&server);
     s.endpoint = "http://127.0.0.1:9".into();
     let bq = BigQuery::connect(s).await.unwrap();
-    let error = bq.replace(&table(), &[unit(1, rows())]).await.unwrap_err();
+    let error = bq
+        .replace(&table(), &job_id(1), &[unit(1, rows())])
+        .await
+        .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Transient, "{error}");
 }
 
@@ -462,7 +490,10 @@ async fn a_stale_schema_makes_a_refusal_transient_and_is_refreshed() {
         .await;
     let bq = adapter(&server).await;
 
-    let error = bq.replace(&table(), &[unit(1, rows())]).await.unwrap_err();
+    let error = bq
+        .replace(&table(), &job_id(1), &[unit(1, rows())])
+        .await
+        .unwrap_err();
 
     assert_eq!(error.class(), ErrorClass::Transient, "{error}");
     assert!(error.to_string().contains("schema"), "{error}");
