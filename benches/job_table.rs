@@ -79,10 +79,7 @@ async fn main() -> anyhow::Result<()> {
         started_at: Utc::now(),
         finished_at: Utc::now(),
     };
-    let verdict = Verdict::Loaded {
-        rows_inserted: 20,
-        warehouse_job_id: None,
-    };
+    let verdict = Verdict::Loaded { rows_inserted: 20 };
     let mut claim_latencies = Vec::new();
     let mut record_latencies = Vec::new();
     let started = Instant::now();

@@ -116,6 +116,9 @@ impl App {
                     lease: settings.lease,
                     concurrency: settings.concurrency,
                     max_per_table: settings.max_per_table,
+                    bounds: settings.group_bounds,
+                    linger: settings.linger,
+                    statement_timeout: settings.statement_timeout,
                     shutdown_timeout: settings.shutdown_timeout,
                 },
             ))

@@ -15,6 +15,7 @@ use crate::domain::{ColumnName, RetryPolicy, TableRef};
 use crate::http::auth::{AccessSettings, Tokens};
 use crate::notify::email::{SmtpSettings, SmtpTls};
 use crate::notify::AlertSettings;
+use crate::store::jobs::GroupBounds;
 use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
 
@@ -236,9 +237,30 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMGUARD_CONCURRENCY", default_value_t = 8, value_parser = parse_concurrency)]
     pub concurrency: u32,
 
-    /// Replaces in flight per BigQuery table, across all replicas.
+    /// Statements in flight per BigQuery table, across all replicas.
     #[arg(long, env = "STREAMGUARD_MAX_PER_TABLE", default_value_t = 1, value_parser = parse_per_table)]
     pub max_per_table: u32,
+
+    /// Keys (write units) one statement may carry, from 1 to 100000.
+    #[arg(long, env = "STREAMGUARD_GROUP_MAX_KEYS", default_value_t = DEFAULT_GROUP.max_keys, value_parser = parse_group_keys)]
+    pub group_max_keys: u32,
+
+    /// Bytes of row JSON one statement may carry, from 1024 to 10000000 (BigQuery's 10 MB
+    /// request limit includes the parameters).
+    #[arg(long, env = "STREAMGUARD_GROUP_MAX_BYTES", default_value_t = DEFAULT_GROUP.max_bytes, value_parser = parse_group_bytes)]
+    pub group_max_bytes: u64,
+
+    /// Partitions one statement may touch, from 1 to 4000 (BigQuery's per-job limit).
+    #[arg(long, env = "STREAMGUARD_GROUP_MAX_PARTITIONS", default_value_t = DEFAULT_GROUP.max_partitions, value_parser = parse_group_partitions)]
+    pub group_max_partitions: u32,
+
+    /// How long the units of batches posted in quick succession wait to share a statement.
+    #[arg(long, env = "STREAMGUARD_LINGER", default_value = "200ms", value_parser = parse_linger)]
+    pub linger: Duration,
+
+    /// How long a round waits for one statement's answer before its fate is unknown.
+    #[arg(long, env = "STREAMGUARD_STATEMENT_TIMEOUT", default_value = "15m", value_parser = parse_statement_timeout)]
+    pub statement_timeout: Duration,
 
     /// Longest `?wait=` a caller may ask for on POST /v1/batches.
     #[arg(long, env = "STREAMGUARD_MAX_WAIT", default_value = "60s", value_parser = parse_max_wait)]
@@ -454,8 +476,14 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Attempts in flight per replica.
     pub concurrency: u32,
-    /// Replaces in flight per table.
+    /// Statements in flight per table.
     pub max_per_table: u32,
+    /// What one statement may carry.
+    pub group_bounds: GroupBounds,
+    /// How long a table's units wait to share a statement.
+    pub linger: Duration,
+    /// How long a round waits for a statement's answer.
+    pub statement_timeout: Duration,
     /// Longest `?wait=`.
     pub max_wait: Duration,
     /// Request body limit, bytes.
@@ -538,6 +566,13 @@ impl Settings {
             poll_interval: args.poll_interval,
             concurrency: args.concurrency,
             max_per_table: args.max_per_table,
+            group_bounds: GroupBounds {
+                max_keys: args.group_max_keys,
+                max_bytes: args.group_max_bytes,
+                max_partitions: args.group_max_partitions,
+            },
+            linger: args.linger,
+            statement_timeout: args.statement_timeout,
             max_wait: args.max_wait,
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: args.shutdown_timeout,
@@ -595,6 +630,11 @@ impl ServeArgs {
             poll_interval: Duration::from_secs(1),
             concurrency: 8,
             max_per_table: 1,
+            group_max_keys: DEFAULT_GROUP.max_keys,
+            group_max_bytes: DEFAULT_GROUP.max_bytes,
+            group_max_partitions: DEFAULT_GROUP.max_partitions,
+            linger: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(15 * 60),
             max_wait: Duration::from_secs(60),
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(30),
@@ -974,6 +1014,24 @@ fn parse_per_table(s: &str) -> Result<u32, String> {
             "STREAMGUARD_MAX_PER_TABLE expects a whole number from 1 to 100; got {s:?}"
         )),
     }
+}
+
+const DEFAULT_GROUP: GroupBounds = GroupBounds::DEFAULT;
+
+fn parse_group_keys(s: &str) -> Result<u32, String> {
+    bounded("STREAMGUARD_GROUP_MAX_KEYS", s, 1, 100_000).map(|n| n as u32)
+}
+fn parse_group_bytes(s: &str) -> Result<u64, String> {
+    bounded("STREAMGUARD_GROUP_MAX_BYTES", s, 1024, 10_000_000).map(|n| n as u64)
+}
+fn parse_group_partitions(s: &str) -> Result<u32, String> {
+    bounded("STREAMGUARD_GROUP_MAX_PARTITIONS", s, 1, 4_000).map(|n| n as u32)
+}
+fn parse_linger(s: &str) -> Result<Duration, String> {
+    any_duration("STREAMGUARD_LINGER", s, Duration::from_secs(60))
+}
+fn parse_statement_timeout(s: &str) -> Result<Duration, String> {
+    positive_duration("STREAMGUARD_STATEMENT_TIMEOUT", s, MAX_SHORT_DURATION)
 }
 
 fn bounded(name: &str, s: &str, min: usize, max: usize) -> Result<usize, String> {

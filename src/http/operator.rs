@@ -32,7 +32,7 @@ use crate::domain::{
     BatchRequest, ColumnName, ConflictType, ErrorClass, FieldError, ProcessorName, TableRef,
 };
 use crate::scheduler::{Scheduler, SchedulerSettings};
-use crate::store::jobs::{Recorded, Verdict};
+use crate::store::jobs::{GroupBounds, Recorded, Verdict};
 use crate::store::operator::{ActionResult, Report};
 use crate::warehouse::{KeyRows, StreamingBuffer, WriteUnit};
 
@@ -608,6 +608,9 @@ pub(crate) async fn force(
             lease: state.settings.lease,
             concurrency: 1,
             max_per_table: state.settings.max_per_table,
+            bounds: GroupBounds::SINGLE,
+            linger: std::time::Duration::ZERO,
+            statement_timeout: state.settings.statement_timeout,
             shutdown_timeout: state.settings.shutdown_timeout,
         },
     );

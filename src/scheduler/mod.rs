@@ -1,24 +1,26 @@
-//! The scheduler: runs in every replica, claims due jobs from the job table, attempts each
-//! unit's replace in the warehouse, and records the verdict.
+//! The scheduler: runs in every replica, claims groups of due jobs from the job table,
+//! lands each group in as few warehouse statements as it can, and records the verdicts.
 //!
 //! - [`Scheduler::run`] is the worker loop: it wakes on `LISTEN streamguard_jobs` (intake
-//!   notifies on commit), on a finished attempt, or on the poll interval; a semaphore bounds
-//!   attempts in flight; on shutdown it stops claiming and drains in-flight attempts under a
-//!   timeout (an attempt cut off then is claimed again when its lease expires).
+//!   notifies on commit), on a finished round, or on the poll interval; a semaphore bounds
+//!   groups in flight; on shutdown it stops claiming and drains in-flight rounds under a
+//!   timeout (a round cut off then is claimed again when its leases expire).
 //! - [`Scheduler::run_once`] claims and runs one round to completion, so tests can drive the
 //!   scheduler without timers.
 //!
-//! Before an attempt, the scope's circuit breaker is asked (one read, or one
-//! compare-and-swap when the job takes the half-open permit); a job it turns away is put
-//! back without counting an attempt. Every few seconds a replica also closes
-//! processor-reported conflicts that nobody ended within the retry horizon.
+//! A round ([`group`]) asks each unit's circuit breaker, settles earlier statements of its
+//! keys, then sends statements, splitting a refused group to land every part that can.
+//! Every few seconds a replica also closes processor-reported conflicts that nobody ended
+//! within the retry horizon.
 //!
 //! Correctness rests on the store: claims are committed before the warehouse is called,
-//! leases are renewed while an attempt runs, and every write after the claim is fenced on
-//! the attempt number. A replace is atomic and idempotent, so re-running an attempt whose
-//! result was lost (a killed process) writes the same rows once.
+//! leases are renewed while a round runs, every write after the claim is fenced on the
+//! attempt number, and a statement is recorded before it is sent, so its fate is settled
+//! before another statement touches its keys.
 
-mod attempt;
+mod group;
+
+pub use group::{Settled, MAX_STATEMENTS_PER_ROUND};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::lifecycle::Verdict;
 use crate::domain::RetryPolicy;
+use crate::store::jobs::{ClaimedGroup, ClaimedJob, GroupBounds, Recorded};
 use crate::store::{Store, JOBS_CHANNEL};
 use crate::warehouse::Warehouse;
 
@@ -44,11 +48,19 @@ pub struct SchedulerSettings {
     pub poll_interval: Duration,
     /// How long a claim is valid without renewal; renewed every third of it.
     pub lease: Duration,
-    /// Attempts in flight in this replica.
+    /// Groups (statements) in flight in this replica.
     pub concurrency: u32,
-    /// Replaces in flight per BigQuery table across all replicas (BigQuery serialises DML
+    /// Statements in flight per BigQuery table across all replicas (BigQuery serialises DML
     /// per table; more only earns `concurrent_dml` conflicts). Default 1.
     pub max_per_table: u32,
+    /// What one statement may carry.
+    pub bounds: GroupBounds,
+    /// How old a table's oldest due job must be before its group is claimed, so that
+    /// batches posted in quick succession share a statement.
+    pub linger: Duration,
+    /// How long a round waits for one statement's answer; past it the statement's fate is
+    /// unknown and is settled before the next statement for its keys.
+    pub statement_timeout: Duration,
     /// How long shutdown waits for in-flight attempts.
     pub shutdown_timeout: Duration,
 }
@@ -77,24 +89,56 @@ impl Scheduler {
         }
     }
 
-    /// Claims up to `concurrency` due jobs and runs them to completion, concurrently.
-    /// Returns how many were attempted (0: nothing was due).
+    /// Claims up to `concurrency` groups of due jobs (without waiting for the linger) and
+    /// runs them to completion, concurrently. Returns how many jobs were claimed (0:
+    /// nothing was due).
     ///
     /// # Errors
     /// When the claim itself fails; a failed attempt is recorded, not returned.
     pub async fn run_once(&self) -> Result<usize, crate::store::Error> {
-        let jobs = self
-            .store
-            .claim(
+        let groups = self
+            .claim(self.settings.concurrency, Duration::ZERO)
+            .await?;
+        let n = groups.iter().map(|g| g.jobs.len()).sum();
+        futures::future::join_all(
+            groups
+                .into_iter()
+                .map(|g| async move { self.run_group(&g.table_ref, g.jobs, false).await }),
+        )
+        .await;
+        Ok(n)
+    }
+
+    /// Runs one claimed job alone — an operator's forced attempt when `forced` — and
+    /// records it. Returns its verdict and what recording did; `None` when it was not
+    /// attempted (held, waiting for an earlier statement) or recording failed.
+    pub(crate) async fn attempt_and_record(
+        &self,
+        job: ClaimedJob,
+        forced: bool,
+    ) -> Option<(Verdict, Recorded)> {
+        let table = job.table_ref.clone();
+        self.run_group(&table, vec![job], forced)
+            .await
+            .pop()
+            .and_then(|s| s.recorded.map(|r| (s.verdict, r)))
+    }
+
+    async fn claim(
+        &self,
+        groups: u32,
+        linger: Duration,
+    ) -> Result<Vec<ClaimedGroup>, crate::store::Error> {
+        self.store
+            .claim_groups(
                 &self.settings.replica,
-                self.settings.concurrency,
+                groups,
+                &self.settings.bounds,
                 self.settings.max_per_table,
                 self.settings.lease,
+                linger,
             )
-            .await?;
-        let n = jobs.len();
-        futures::future::join_all(jobs.into_iter().map(|job| self.attempt(job))).await;
-        Ok(n)
+            .await
     }
 
     /// The worker loop; returns when `shutdown` is cancelled and in-flight attempts have
@@ -129,19 +173,10 @@ impl Scheduler {
             let free = permits.available_permits() as u32;
             let mut claimed_all = false;
             if free > 0 {
-                match self
-                    .store
-                    .claim(
-                        &self.settings.replica,
-                        free,
-                        self.settings.max_per_table,
-                        self.settings.lease,
-                    )
-                    .await
-                {
-                    Ok(jobs) => {
-                        claimed_all = jobs.len() as u32 == free;
-                        for job in jobs {
+                match self.claim(free, self.settings.linger).await {
+                    Ok(groups) => {
+                        claimed_all = groups.len() as u32 == free;
+                        for group in groups {
                             let permit = permits
                                 .clone()
                                 .acquire_owned()
@@ -149,7 +184,7 @@ impl Scheduler {
                                 .expect("semaphore is never closed");
                             let this = self.clone();
                             tasks.spawn(async move {
-                                this.attempt(job).await;
+                                this.run_group(&group.table_ref, group.jobs, false).await;
                                 drop(permit);
                             });
                         }

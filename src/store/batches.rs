@@ -234,6 +234,7 @@ impl Store {
             self.config.breaker.open_for,
         )
         .await?;
+        defer_if_partition_held(tx, batch_id, &table, &partitions).await?;
         sqlx::query("select pg_notify($1, $2)")
             .bind(JOBS_CHANNEL)
             .bind(batch_id.to_string())
@@ -322,6 +323,43 @@ async fn refuse_other_key_shape(
             partition.map(|p| format!(" partitioned by {p:?}")).unwrap_or_default(),
         ))),
     }
+}
+
+/// Units of the batch in a partition held after a streaming-buffer refusal wait for the
+/// hold to end, unattempted, with the partition's conflict (see
+/// [`super::statements::defer_held_units`]).
+async fn defer_if_partition_held(
+    tx: &mut sqlx::PgConnection,
+    batch_id: Uuid,
+    table: &str,
+    partitions: &[Option<Value>],
+) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<Value> = partitions
+        .iter()
+        .flatten()
+        .filter(|p| seen.insert(p.to_string()))
+        .cloned()
+        .collect();
+    if distinct.is_empty() {
+        return Ok(());
+    }
+    let holds: Vec<(Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select partition_value, until from partition_holds
+         where table_ref = $1 and partition_value = any($2) and until > now()",
+    )
+    .bind(table)
+    .bind(&distinct)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (partition, until) in holds {
+        let reason = format!(
+            "partition {partition} of {table} is held until {until}: a statement touching it was refused for the streaming buffer; not attempted before then"
+        );
+        super::statements::defer_held_units(tx, table, &partition, until, &reason, Some(batch_id))
+            .await?;
+    }
+    Ok(())
 }
 
 /// When the batch's breaker is open, its units answer `deferred` at once, with

@@ -1,24 +1,86 @@
-//! The job table: claim, lease renewal, and the fenced recording of an attempt.
+//! The job table: claims of groups, lease renewal, rescue of expired leases, and the
+//! breaker's deferral. Recording an attempt's verdict lives in [`super::record`].
 //!
-//! A claim is one committed statement (after a transaction-scoped advisory lock that
-//! serialises claimers, so the per-table in-flight limit holds across replicas): due jobs,
-//! and running jobs whose lease expired, are marked `running` with `attempt + 1` and a
-//! lease. No transaction is held while the warehouse works. Every later write is fenced on
+//! A claim takes a **group**: due jobs of one table whose units share a key shape (key
+//! columns and partition column), at most one unit per key, bounded by [`GroupBounds`] —
+//! the units one statement will carry. Claims are serialised by a transaction-scoped
+//! advisory lock so the per-table limit of statements in flight holds across replicas, and
+//! every claim re-checks, in its own `UPDATE`, that each job is still claimable when it
+//! locks it (a job completed between the choice and the update is not taken again). No
+//! transaction is held while the warehouse works. Every later write is fenced on
 //! `(job_id, attempt, state = 'running')`: zero rows means another claimer took the job
 //! over after our lease ran out, and the result is dropped.
+//!
+//! A group waits for a table's oldest due job to be `linger` old, so that the units of
+//! batches posted in quick succession share a statement; a lone key is delayed by the
+//! linger at most. A unit never starts while an older unit of its key is running, and the
+//! partitions held after a streaming-buffer refusal stay out of groups until they can
+//! have drained. Intake supersedes older waiting units of a key, so a table has at most
+//! one due unit per key; a group still takes one per key, the oldest due.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{json, Map, Value};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::{alerts, Error, Store};
-use crate::domain::breaker::{Outcome, Probe};
-use crate::domain::{ConflictType, ErrorClass};
+use super::{Error, Store};
+use crate::domain::breaker::Probe;
+pub use crate::domain::lifecycle::Verdict;
 
 /// Key of the advisory lock that serialises claims (any constant; "sg" in ASCII).
 const CLAIM_LOCK: i64 = 0x7367;
+
+/// What one statement may carry. Defaults and their sources: BigQuery's limits on a query
+/// request (10 MB including parameters) and on partitions modified by one job (4,000),
+/// <https://cloud.google.com/bigquery/quotas>; the statement's SQL text does not grow with
+/// its keys (every value is a parameter), so the 1,024K-character limit is never near.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupBounds {
+    /// Keys (units) per statement.
+    pub max_keys: u32,
+    /// Bytes of row JSON per statement; a single unit over it still forms a group alone.
+    pub max_bytes: u64,
+    /// Distinct partitions per statement.
+    pub max_partitions: u32,
+}
+
+impl GroupBounds {
+    /// One key per statement: the job table without coalescing.
+    pub const SINGLE: Self = Self {
+        max_keys: 1,
+        max_bytes: u64::MAX,
+        max_partitions: 1,
+    };
+}
+
+impl GroupBounds {
+    /// The defaults: 2,000 keys, 8 MB of rows (BigQuery's 10 MB request, less room for
+    /// the SQL text and the keys and partitions parameters), 4,000 partitions.
+    pub const DEFAULT: Self = Self {
+        max_keys: 2_000,
+        max_bytes: 8_000_000,
+        max_partitions: 4_000,
+    };
+}
+
+impl Default for GroupBounds {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A claimed group: jobs of one table, one key shape, one unit per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedGroup {
+    /// The claim's id (jobs.group_id).
+    pub group_id: Uuid,
+    /// `project.dataset.table`.
+    pub table_ref: String,
+    /// The jobs, oldest due first.
+    pub jobs: Vec<ClaimedJob>,
+}
 
 /// A job claimed for one attempt, with everything the attempt needs.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -63,38 +125,6 @@ impl ClaimedJob {
     }
 }
 
-/// How an attempt ended, as the scheduler decided it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// The replace landed.
-    Loaded {
-        /// Rows written.
-        rows_inserted: u64,
-        /// The warehouse's job id, if any.
-        warehouse_job_id: Option<String>,
-    },
-    /// Refused for a reason time may cure; try again at `at`.
-    Retry {
-        /// Why.
-        class: ErrorClass,
-        /// The warehouse's message.
-        message: String,
-        /// When to try again.
-        at: DateTime<Utc>,
-        /// The chosen delay, seconds.
-        delay_seconds: i32,
-    },
-    /// Refused, and the scheduler will not try again: attempts used up for a retryable
-    /// class (the unit becomes `unresolved` when it had a conflict, else `failed`), or a
-    /// permanent error (`failed`).
-    GiveUp {
-        /// Why.
-        class: ErrorClass,
-        /// The warehouse's message.
-        message: String,
-    },
-}
-
 /// What [`Store::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -117,10 +147,23 @@ pub struct AttemptLog {
     pub finished_at: DateTime<Utc>,
 }
 
+/// A candidate row of a group, before the bounds are applied.
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    job_id: i64,
+    key: Value,
+    partition_value: Option<Value>,
+    bytes: i64,
+    key_columns: Vec<String>,
+    partition_column: Option<String>,
+}
+
+/// The message of the attempt row a rescued (lost) attempt gets.
+const LOST_MESSAGE: &str = "the replica running this attempt stopped (killed or stalled) and its lease expired; any statement it sent is settled before the next one for its keys";
+
 impl Store {
-    /// Claims up to `limit` due jobs for `replica`, with a lease of `lease`, never letting
-    /// more than `max_per_table` jobs of one table run at once (expired leases do not
-    /// count), and never starting a unit while an older unit of the same key is running.
+    /// Claims up to `limit` groups of one key each (no coalescing): the job table as a
+    /// plain queue, as the peer job queues are measured.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -131,12 +174,45 @@ impl Store {
         max_per_table: u32,
         lease: Duration,
     ) -> Result<Vec<ClaimedJob>, Error> {
+        let groups = self
+            .claim_groups(
+                replica,
+                limit,
+                &GroupBounds::SINGLE,
+                max_per_table,
+                lease,
+                Duration::ZERO,
+            )
+            .await?;
+        Ok(groups.into_iter().flat_map(|g| g.jobs).collect())
+    }
+
+    /// Claims up to `max_groups` groups for `replica`, each within `bounds`, with a lease of
+    /// `lease`, never letting more than `max_per_table` statements of one table be in
+    /// flight (expired leases do not count), from tables whose oldest due job is at least
+    /// `linger` old and whose pace allows a statement now. Expired leases are rescued
+    /// first: their jobs become due again and their attempts are logged as `lost`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn claim_groups(
+        &self,
+        replica: &str,
+        max_groups: u32,
+        bounds: &GroupBounds,
+        max_per_table: u32,
+        lease: Duration,
+        linger: Duration,
+    ) -> Result<Vec<ClaimedGroup>, Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(CLAIM_LOCK)
             .execute(&mut *tx)
             .await?;
-        let claimed: Vec<i64> = sqlx::query_scalar(
+        rescue_expired(&mut tx).await?;
+        // Tables with due jobs (a loose index scan over jobs_due_by_table_idx), with room
+        // for statements, their pace allowing one now, oldest due first.
+        let tables: Vec<(String, i64)> = sqlx::query_as(
             "with recursive due_tables(table_ref) as (
                  (select table_ref from jobs where state = 'available' and run_at <= now()
                   order by table_ref limit 1)
@@ -144,55 +220,48 @@ impl Store {
                  select (select j.table_ref from jobs j
                          where j.state = 'available' and j.run_at <= now() and j.table_ref > d.table_ref
                          order by j.table_ref limit 1)
-                 from due_tables d where d.table_ref is not null
-             ), running as (
-                 select table_ref, count(*) as n from jobs
-                 where state = 'running' and lease_expires_at > now()
-                 group by table_ref
-             ), candidates as (
-                 select c.job_id from due_tables t left join running r using (table_ref)
-                 cross join lateral (
-                     select j.job_id from jobs j
-                     where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= now()
-                     order by j.run_at, j.job_id
-                     limit greatest($1 - coalesce(r.n, 0), 0)) c
-                 where t.table_ref is not null
-                 union all
-                 select job_id from jobs where state = 'running' and lease_expires_at <= now()
-             ), due as (
-                 select j.job_id, j.table_ref, j.run_at,
-                        row_number() over (partition by j.table_ref order by j.run_at, j.job_id) as rank
-                 from candidates c join jobs j using (job_id) join write_units u using (unit_id)
-                 where not exists (
-                       select 1 from write_units o join jobs oj on oj.unit_id = o.unit_id
-                       where o.table_ref = u.table_ref and o.key = u.key
-                         and o.partition_value is not distinct from u.partition_value
-                         and o.seq < u.seq and oj.state = 'running' and oj.lease_expires_at > now())
-             ), chosen as (
-                 select d.job_id from due d left join running r using (table_ref)
-                 where d.rank + coalesce(r.n, 0) <= $1
-                 order by d.run_at, d.job_id
-                 limit $2
-             ), locked as (
-                 select job_id from jobs where job_id in (select job_id from chosen)
-                 for update skip locked
-             )
-             update jobs j set state = 'running', attempt = j.attempt + 1,
-                    lease_expires_at = now() + make_interval(secs => $3), locked_by = $4, updated_at = now()
-             from locked where j.job_id = locked.job_id
-             returning j.job_id",
+                 from due_tables d where d.table_ref is not null)
+             select t.table_ref,
+                    $1 - (select count(distinct coalesce(r.group_id::text, r.job_id::text)) from jobs r
+                          where r.table_ref = t.table_ref and r.state = 'running' and r.lease_expires_at > now()) as free
+             from due_tables t
+             cross join lateral (select j.run_at from jobs j
+                                 where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= now()
+                                 order by j.run_at limit 1) oldest
+             left join table_pacing p on p.table_ref = t.table_ref
+             where t.table_ref is not null
+               and oldest.run_at <= now() - make_interval(secs => $2)
+               and (p.next_at is null or p.next_at <= now())
+             order by oldest.run_at",
         )
         .bind(i64::from(max_per_table))
-        .bind(i64::from(limit))
-        .bind(lease.as_secs_f64())
-        .bind(replica)
+        .bind(linger.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
+        let mut claimed = Vec::new();
+        'tables: for (table, free) in tables {
+            for _ in 0..free.max(0) {
+                if claimed.len() as u32 >= max_groups {
+                    break 'tables;
+                }
+                let group_id = Uuid::new_v4();
+                let ids = claim_one(&mut tx, &table, bounds, group_id, replica, lease).await?;
+                if ids.is_empty() {
+                    continue 'tables;
+                }
+                claimed.push((group_id, table.clone(), ids));
+            }
         }
-        self.load_claimed(&claimed).await
+        tx.commit().await?;
+        let mut groups = Vec::with_capacity(claimed.len());
+        for (group_id, table_ref, ids) in claimed {
+            groups.push(ClaimedGroup {
+                group_id,
+                table_ref,
+                jobs: self.load_claimed(&ids).await?,
+            });
+        }
+        Ok(groups)
     }
 
     /// The claimed jobs `job_ids` with everything an attempt needs.
@@ -212,6 +281,33 @@ impl Store {
         .await?)
     }
 
+    /// Extends the leases of running jobs `(job_id, attempt)`; returns the job ids whose
+    /// lease was lost.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn renew_leases(
+        &self,
+        jobs: &[(i64, i32)],
+        lease: Duration,
+    ) -> Result<Vec<i64>, Error> {
+        let ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
+        let attempts: Vec<i32> = jobs.iter().map(|j| j.1).collect();
+        let renewed: Vec<i64> = sqlx::query_scalar(
+            "update jobs j set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+             from unnest($1::bigint[], $2::int[]) as c(job_id, attempt)
+             where j.job_id = c.job_id and j.attempt = c.attempt and j.state = 'running'
+             returning j.job_id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        let renewed: HashSet<i64> = renewed.into_iter().collect();
+        Ok(ids.into_iter().filter(|id| !renewed.contains(id)).collect())
+    }
+
     /// Extends a running job's lease; `false` when the lease was lost.
     ///
     /// # Errors
@@ -222,24 +318,17 @@ impl Store {
         attempt: i32,
         lease: Duration,
     ) -> Result<bool, Error> {
-        let n = sqlx::query(
-            "update jobs set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-             where job_id = $1 and attempt = $2 and state = 'running'",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        Ok(self
+            .renew_leases(&[(job_id, attempt)], lease)
+            .await?
+            .is_empty())
     }
 
-    /// Puts a claimed job back because its breaker is open, without counting the claim as
-    /// an attempt: the job's `attempt` goes back to what it was before the claim (the fence
-    /// still holds: only this claim could match it), no attempt row is written, and a
-    /// not-landed unit answers `deferred` with `next_attempt_at = at`. Fenced; `false` when
-    /// the lease was lost.
+    /// Puts a claimed job back without counting the claim as an attempt — its breaker is
+    /// open, or a statement for its key is still running — : the job's `attempt` goes back
+    /// to what it was before the claim (the fence still holds: only this claim could match
+    /// it), no attempt row is written, and a not-landed unit answers `deferred` with
+    /// `next_attempt_at = at`. Fenced; `false` when the lease was lost.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -247,6 +336,20 @@ impl Store {
         &self,
         job: &ClaimedJob,
         at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.put_back(job, at, true).await
+    }
+
+    /// [`Store::defer_for_breaker`], leaving the unit's state as it is unless `deferred`:
+    /// the claim is undone and the job runs again at `at`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn put_back(
+        &self,
+        job: &ClaimedJob,
+        at: DateTime<Utc>,
+        deferred: bool,
     ) -> Result<bool, Error> {
         let mut tx = self.pool.begin().await?;
         // Lock order everywhere: write_units, then jobs.
@@ -256,7 +359,7 @@ impl Store {
             .await?;
         let n = sqlx::query(
             "update jobs set state = 'available', attempt = attempt - 1, run_at = $3, lease_expires_at = null,
-                    locked_by = null, updated_at = now()
+                    locked_by = null, group_id = null, updated_at = now()
              where job_id = $1 and attempt = $2 and state = 'running'",
         )
         .bind(job.job_id)
@@ -268,489 +371,127 @@ impl Store {
         if n == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "update write_units set state = 'deferred', next_attempt_at = $2, updated_at = now()
-             where unit_id = $1 and state in ('pending', 'deferred')",
-        )
-        .bind(job.unit_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        if deferred {
+            sqlx::query(
+                "update write_units set state = 'deferred', next_attempt_at = $2, updated_at = now()
+                 where unit_id = $1 and state in ('pending', 'deferred')",
+            )
+            .bind(job.unit_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
-
-    /// Applies an attempt's verdict in one transaction, fenced on the claim: the job,
-    /// the unit, the conflict log and the attempt row move together or not at all.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
-    pub async fn record(
-        &self,
-        job: &ClaimedJob,
-        verdict: &Verdict,
-        log: &AttemptLog,
-    ) -> Result<Recorded, Error> {
-        self.record_attempt(job, verdict, log, false).await
-    }
-
-    /// [`Store::record`] for an attempt an operator forced (`POST /v1/conflicts/{id}/force`)
-    /// when `forced`: a landed replace then resolves the conflict as `force_mode` instead
-    /// of `auto_retry`.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
-    pub async fn record_attempt(
-        &self,
-        job: &ClaimedJob,
-        verdict: &Verdict,
-        log: &AttemptLog,
-        forced: bool,
-    ) -> Result<Recorded, Error> {
-        let mut tx = self.pool.begin().await?;
-        // Lock order everywhere: write_units, then jobs (intake's supersession does the same),
-        // so concurrent intake and recording cannot deadlock.
-        let (state, conflict_id): (String, Option<Uuid>) = sqlx::query_as(
-            "select state, conflict_id from write_units where unit_id = $1 for update",
-        )
-        .bind(job.unit_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let fenced: Option<i64> = sqlx::query_scalar(
-            "select job_id from jobs where job_id = $1 and attempt = $2 and state = 'running' for update",
-        )
-        .bind(job.job_id)
-        .bind(job.attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if fenced.is_none() {
-            if matches!(verdict, Verdict::Loaded { .. }) {
-                heal_after_stale_write(&mut tx, job).await?;
-                tx.commit().await?;
-            }
-            return Ok(Recorded::LeaseLost);
-        }
-        if job.bypass_breaker {
-            sqlx::query("update jobs set bypass_breaker = false where job_id = $1")
-                .bind(job.job_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // The breaker counts landed and conflicting attempts; any other end releases the
-        // half-open permit if this attempt held it.
-        let scope = self
-            .config
-            .breaker_scope
-            .of(&job.processor_name, &job.table_ref)
-            .to_owned();
-        let breaker_outcome = match verdict {
-            Verdict::Loaded { .. } => Some(Outcome::Landed),
-            Verdict::Retry { class, .. } | Verdict::GiveUp { class, .. }
-                if class.conflict_type().is_some() =>
-            {
-                Some(Outcome::Conflict)
-            }
-            _ => None,
-        };
-        match breaker_outcome {
-            Some(outcome) => {
-                self.count_outcome(&mut tx, &scope, outcome, job.probe(), "scheduler")
-                    .await?
-            }
-            None => self.release_probe(&mut tx, &scope, job.probe()).await?,
-        }
-
-        let (outcome, class, message, retry) = match verdict {
-            Verdict::Loaded { .. } => ("loaded", None, None, None),
-            Verdict::Retry {
-                class,
-                message,
-                at,
-                delay_seconds,
-            } => {
-                let outcome = if class.conflict_type().is_some() {
-                    "conflict"
-                } else {
-                    "transient"
-                };
-                (
-                    outcome,
-                    Some(*class),
-                    Some(message.as_str()),
-                    Some((*at, *delay_seconds)),
-                )
-            }
-            Verdict::GiveUp { class, message } => {
-                let outcome = match class {
-                    ErrorClass::Permanent => "failed",
-                    c if c.conflict_type().is_some() => "conflict",
-                    _ => "transient",
-                };
-                (outcome, Some(*class), Some(message.as_str()), None)
-            }
-        };
-
-        if state == "superseded" || state == "cancelled" {
-            let outcome = if matches!(verdict, Verdict::Loaded { .. }) {
-                "loaded"
-            } else {
-                "superseded"
-            };
-            if !matches!(job.state.as_str(), "superseded" | "cancelled") {
-                // The attempt did reach the warehouse (the unit was superseded or cancelled
-                // while it ran): count it, so the unit does not claim it was never tried, and
-                // when it landed, say so: its rows are in the table until the newer unit's
-                // replace (which the claim never starts before this attempt ended) lands.
-                sqlx::query(
-                    "update write_units set attempts = $2, updated_at = now(),
-                            state = case when $3 then 'loaded' else state end,
-                            loaded_at = case when $3 then now() else loaded_at end
-                     where unit_id = $1",
-                )
-                .bind(job.unit_id)
-                .bind(job.attempt)
-                .bind(outcome == "loaded")
-                .execute(&mut *tx)
-                .await?;
-            }
-            complete_job(&mut tx, job.job_id).await?;
-            insert_attempt(
-                &mut tx,
-                job,
-                conflict_id,
-                outcome,
-                class,
-                message,
-                None,
-                None,
-                log,
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(Recorded::Superseded);
-        }
-
-        // A conflict-class refusal opens the unit's conflict, or updates the open one.
-        let conflict_id = match class.and_then(ErrorClass::conflict_type) {
-            Some(kind) => Some(
-                upsert_conflict(
-                    &mut tx,
-                    job,
-                    conflict_id,
-                    kind,
-                    message.unwrap_or_default(),
-                    retry.map(|r| r.1),
-                )
-                .await?,
-            ),
-            None => conflict_id,
-        };
-
-        let new_state = match verdict {
-            Verdict::Loaded {
-                rows_inserted,
-                warehouse_job_id,
-            } => {
-                sqlx::query(
-                    "update write_units set state = 'loaded', attempts = $2, next_attempt_at = null, error = null,
-                            loaded_at = now(), updated_at = now() where unit_id = $1",
-                )
-                .bind(job.unit_id)
-                .bind(job.attempt)
-                .execute(&mut *tx)
-                .await?;
-                if let Some(id) = conflict_id {
-                    sqlx::query(
-                        "update conflicts set resolved = true, resolution_method = $4, resolution_time = now(),
-                                retry_attempt = $2, rows_affected = $3, updated_at = now()
-                         where conflict_id = $1 and not resolved",
-                    )
-                    .bind(id)
-                    .bind(job.attempt)
-                    .bind(i32::try_from(*rows_inserted).unwrap_or(i32::MAX))
-                    .bind(if forced { "force_mode" } else { "auto_retry" })
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                complete_job(&mut tx, job.job_id).await?;
-                insert_attempt(
-                    &mut tx,
-                    job,
-                    conflict_id,
-                    outcome,
-                    None,
-                    None,
-                    None,
-                    warehouse_job_id.as_deref(),
-                    log,
-                )
-                .await?;
-                "loaded"
-            }
-            Verdict::Retry {
-                at,
-                delay_seconds,
-                message,
-                ..
-            } => {
-                sqlx::query(
-                    "update write_units set state = 'deferred', attempts = $2, next_attempt_at = $3, error = $4,
-                            conflict_id = $5, updated_at = now() where unit_id = $1",
-                )
-                .bind(job.unit_id)
-                .bind(job.attempt)
-                .bind(at)
-                .bind(message)
-                .bind(conflict_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "update jobs set state = 'available', run_at = $2, lease_expires_at = null, locked_by = null,
-                            updated_at = now() where job_id = $1",
-                )
-                .bind(job.job_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                insert_attempt(
-                    &mut tx,
-                    job,
-                    conflict_id,
-                    outcome,
-                    class,
-                    message.as_str().into(),
-                    Some((*at, *delay_seconds)),
-                    None,
-                    log,
-                )
-                .await?;
-                "deferred"
-            }
-            Verdict::GiveUp {
-                class: give_up_class,
-                message,
-            } => {
-                let new_state = if conflict_id.is_some() && *give_up_class != ErrorClass::Permanent
-                {
-                    "unresolved"
-                } else {
-                    "failed"
-                };
-                sqlx::query(
-                    "update write_units set state = $2, attempts = $3, next_attempt_at = null, error = $4,
-                            conflict_id = $5, updated_at = now() where unit_id = $1",
-                )
-                .bind(job.unit_id)
-                .bind(new_state)
-                .bind(job.attempt)
-                .bind(message)
-                .bind(conflict_id)
-                .execute(&mut *tx)
-                .await?;
-                if let (Some(id), "unresolved") = (conflict_id, new_state) {
-                    sqlx::query(
-                        "update conflicts set resolution_method = 'timeout', resolution_time = now(), updated_at = now()
-                         where conflict_id = $1 and not resolved",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let (kind, summary) = if new_state == "unresolved" {
-                    (
-                        "conflict_timeout",
-                        format!(
-                            "{} gave up on {} key {} after {} attempts: {message}",
-                            job.processor_name, job.table_ref, job.key, job.attempt
-                        ),
-                    )
-                } else {
-                    (
-                        "unit_failed",
-                        format!(
-                            "{} unit for {} key {} failed: {message}",
-                            job.processor_name, job.table_ref, job.key
-                        ),
-                    )
-                };
-                alerts::insert(
-                    &mut tx,
-                    self,
-                    kind,
-                    &scope,
-                    &summary,
-                    json!({
-                        "processor_name": job.processor_name, "table": job.table_ref, "key": job.key,
-                        "partition": job.partition_value, "unit_id": job.unit_id, "batch_id": job.batch_id,
-                        "conflict_id": conflict_id, "attempts": job.attempt, "error": message,
-                        "error_class": give_up_class.as_str(),
-                    }),
-                )
-                .await?;
-                complete_job(&mut tx, job.job_id).await?;
-                insert_attempt(
-                    &mut tx,
-                    job,
-                    conflict_id,
-                    outcome,
-                    class,
-                    message.as_str().into(),
-                    None,
-                    None,
-                    log,
-                )
-                .await?;
-                new_state
-            }
-        };
-        tx.commit().await?;
-        Ok(Recorded::Applied(new_state))
-    }
 }
 
-/// A replace landed after its claim was lost: a stalled replica's late write, which may
-/// have put this unit's rows over those of a newer unit of the same key that already
-/// landed. The warehouse call cannot be recalled, so the newest unit is re-applied: when
-/// the newest unit of the key is `loaded`, its job runs again at once (a replace is
-/// idempotent). A newer unit still waiting lands later anyway; without a newer unit, the
-/// late write wrote this unit's own rows and nothing is stale.
-async fn heal_after_stale_write(
-    tx: &mut sqlx::PgConnection,
-    job: &ClaimedJob,
-) -> Result<(), Error> {
-    let healed: Option<Uuid> = sqlx::query_scalar(
-        "with newest as (
-             select u.unit_id, u.state from write_units u join write_units me on me.unit_id = $1
-             where u.table_ref = me.table_ref and u.key = me.key
-               and u.partition_value is not distinct from me.partition_value
-               and u.seq > me.seq and u.state in ('loaded', 'pending', 'deferred')
-             order by u.seq desc limit 1)
-         update jobs j set state = 'available', run_at = now(), lease_expires_at = null, locked_by = null,
-                completed_at = null, updated_at = now()
-         from newest where j.unit_id = newest.unit_id and newest.state = 'loaded' and j.state = 'completed'
-         returning j.unit_id",
-    )
-    .bind(job.unit_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(newest) = healed {
-        tracing::warn!(
-            stale_unit = %job.unit_id, %newest,
-            "an attempt whose lease was lost wrote to the warehouse; re-applying the newest unit of its key"
-        );
-    }
-    Ok(())
-}
-
-async fn complete_job(tx: &mut sqlx::PgConnection, job_id: i64) -> Result<(), Error> {
+/// Makes the jobs whose lease expired due again, and logs their attempts as `lost`, pointing
+/// at the last statement the attempt was in (if any), so each unit's history shows them.
+async fn rescue_expired(tx: &mut sqlx::PgConnection) -> Result<(), Error> {
     sqlx::query(
-        "update jobs set state = 'completed', completed_at = now(), lease_expires_at = null, updated_at = now()
-         where job_id = $1",
-    )
-    .bind(job_id)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_attempt(
-    tx: &mut sqlx::PgConnection,
-    job: &ClaimedJob,
-    conflict_id: Option<Uuid>,
-    outcome: &str,
-    class: Option<ErrorClass>,
-    message: Option<&str>,
-    retry: Option<(DateTime<Utc>, i32)>,
-    warehouse_job_id: Option<&str>,
-    log: &AttemptLog,
-) -> Result<(), Error> {
-    sqlx::query(
-        "insert into attempts (unit_id, attempt, conflict_id, outcome, error_class, error_message, delay_seconds,
-                               next_attempt_at, warehouse_job_id, replica, started_at, finished_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        "with lost as (
+             select job_id, unit_id, attempt, coalesce(locked_by, 'unknown') as replica, updated_at
+             from jobs where state = 'running' and lease_expires_at <= now()
+             for update),
+         rescued as (
+             update jobs j set state = 'available', run_at = now(), lease_expires_at = null, locked_by = null,
+                    group_id = null, updated_at = now()
+             from lost where j.job_id = lost.job_id)
+         insert into attempts (unit_id, attempt, outcome, error_class, error_message, replica, started_at,
+                               finished_at, statement_id, warehouse_job_id)
+         select lost.unit_id, lost.attempt, 'lost', 'transient', $1, lost.replica, lost.updated_at, now(),
+                s.statement_id, s.job_id
+         from lost
+         left join lateral (select su.statement_id, st.job_id from statement_units su
+                            join statements st using (statement_id)
+                            where su.unit_id = lost.unit_id and su.attempt = lost.attempt
+                            order by su.statement_id desc limit 1) s on true
          on conflict on constraint attempts_unit_attempt_unique do nothing",
     )
-    .bind(job.unit_id)
-    .bind(job.attempt)
-    .bind(conflict_id)
-    .bind(outcome)
-    .bind(class.map(ErrorClass::as_str))
-    .bind(message)
-    .bind(retry.map(|r| r.1))
-    .bind(retry.map(|r| r.0))
-    .bind(warehouse_job_id)
-    .bind(&log.replica)
-    .bind(log.started_at)
-    .bind(log.finished_at)
+    .bind(LOST_MESSAGE)
     .execute(tx)
     .await?;
     Ok(())
 }
 
-/// `game_id` and `game_date` for the seed's columns, when the key (or partition) has them.
-fn seed_columns(job: &ClaimedJob) -> (Option<String>, Option<NaiveDate>) {
-    let mut identity: Map<String, Value> = job.key.as_object().cloned().unwrap_or_default();
-    if let (Some(column), Some(value)) = (&job.partition_column, &job.partition_value) {
-        identity.insert(column.clone(), value.clone());
-    }
-    let game_id = identity.get("game_id").map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    let game_date = identity
-        .get("game_date")
-        .and_then(Value::as_str)
-        .and_then(|s| NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok());
-    (game_id, game_date)
-}
-
-async fn upsert_conflict(
+/// Chooses and claims one group of `table`; returns its job ids (empty: nothing claimable).
+async fn claim_one(
     tx: &mut sqlx::PgConnection,
-    job: &ClaimedJob,
-    existing: Option<Uuid>,
-    kind: ConflictType,
-    message: &str,
-    delay_seconds: Option<i32>,
-) -> Result<Uuid, Error> {
-    if let Some(id) = existing {
-        sqlx::query(
-            "update conflicts set conflict_type = $2, retry_attempt = $3, delay_seconds = $4, error_message = $5,
-                    updated_at = now() where conflict_id = $1",
-        )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(job.attempt)
-        .bind(delay_seconds)
-        .bind(message)
-        .execute(tx)
-        .await?;
-        return Ok(id);
-    }
-    let id = Uuid::new_v4();
-    let (game_id, game_date) = seed_columns(job);
-    let rows = job.rows.as_array().map_or(0, Vec::len);
-    sqlx::query(
-        "insert into conflicts (conflict_id, processor_name, table_ref, key, partition_value, game_id, game_date, unit_id,
-                                conflict_type, retry_attempt, max_retries, delay_seconds, rows_affected, error_message, details)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    table: &str,
+    bounds: &GroupBounds,
+    group_id: Uuid,
+    replica: &str,
+    lease: Duration,
+) -> Result<Vec<i64>, Error> {
+    // Twice the key bound, so that a few units of another shape or a repeated key do not
+    // leave the group short.
+    let fetch = i64::from(bounds.max_keys.saturating_mul(2).max(2));
+    let candidates: Vec<Candidate> = sqlx::query_as(
+        "select j.job_id, u.key, u.partition_value, octet_length(u.rows::text)::bigint as bytes,
+                b.key_columns, b.partition_column
+         from jobs j join write_units u using (unit_id) join batches b using (batch_id)
+         where j.table_ref = $1 and j.state = 'available' and j.run_at <= now()
+           and not exists (
+               select 1 from partition_holds h
+               where h.table_ref = u.table_ref and h.partition_value = u.partition_value and h.until > now())
+           and not exists (
+               select 1 from write_units o join jobs oj on oj.unit_id = o.unit_id
+               where o.table_ref = u.table_ref and o.key = u.key
+                 and o.partition_value is not distinct from u.partition_value
+                 and o.seq < u.seq and oj.state = 'running' and oj.lease_expires_at > now())
+         order by j.run_at, j.job_id
+         limit $2",
     )
-    .bind(id)
-    .bind(&job.processor_name)
-    .bind(&job.table_ref)
-    .bind(&job.key)
-    .bind(&job.partition_value)
-    .bind(game_id)
-    .bind(game_date)
-    .bind(job.unit_id)
-    .bind(kind.as_str())
-    .bind(job.attempt)
-    .bind(job.max_attempts)
-    .bind(delay_seconds)
-    .bind(i32::try_from(rows).unwrap_or(i32::MAX))
-    .bind(message)
-    .bind(json!({"batch_id": job.batch_id, "partition_column": job.partition_column, "source": "scheduler"}))
-    .execute(tx)
+    .bind(table)
+    .bind(fetch)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(id)
+    let Some(first) = candidates.first() else {
+        return Ok(Vec::new());
+    };
+    let shape = (first.key_columns.clone(), first.partition_column.clone());
+    let (mut keys, mut partitions) = (HashSet::new(), HashSet::new());
+    let (mut chosen, mut bytes) = (Vec::new(), 0u64);
+    for c in &candidates {
+        if chosen.len() as u32 >= bounds.max_keys {
+            break;
+        }
+        if (&c.key_columns, &c.partition_column) != (&shape.0, &shape.1) {
+            continue;
+        }
+        let identity = (
+            c.key.to_string(),
+            c.partition_value.as_ref().map(Value::to_string),
+        );
+        if keys.contains(&identity) {
+            continue;
+        }
+        let size = u64::try_from(c.bytes).unwrap_or(0);
+        let new_partition = !partitions.contains(&identity.1);
+        if !chosen.is_empty()
+            && (bytes.saturating_add(size) > bounds.max_bytes
+                || (new_partition && partitions.len() as u32 >= bounds.max_partitions))
+        {
+            continue;
+        }
+        bytes = bytes.saturating_add(size);
+        partitions.insert(identity.1.clone());
+        keys.insert(identity);
+        chosen.push(c.job_id);
+    }
+    // The update re-checks that each job is still due: a job completed or re-scheduled
+    // since the choice above (by a recording that committed meanwhile) is not taken.
+    Ok(sqlx::query_scalar(
+        "update jobs j set state = 'running', attempt = j.attempt + 1, group_id = $2,
+                lease_expires_at = now() + make_interval(secs => $3), locked_by = $4, updated_at = now()
+         where j.job_id = any($1) and j.state = 'available' and j.run_at <= now()
+         returning j.job_id",
+    )
+    .bind(&chosen)
+    .bind(group_id)
+    .bind(lease.as_secs_f64())
+    .bind(replica)
+    .fetch_all(&mut *tx)
+    .await?)
 }

@@ -4,7 +4,9 @@
 //!
 //! - [`batches`]: intake (batch + write units + one job each, in one transaction),
 //!   idempotency, supersession, and the batch view;
-//! - [`jobs`]: the job table — claim, lease renewal, fenced recording of attempts;
+//! - [`jobs`]: the job table — claims of groups, lease renewal, rescue of expired leases;
+//! - [`record`]: the fenced recording of attempts, one transaction per statement outcome;
+//! - [`statements`]: statement records, their settlement, per-table pacing and holds;
 //! - [`conflicts`]: the conflict log and the operators' dashboard queries;
 //! - [`breakers`]: the circuit breakers shared by every replica;
 //! - [`alerts`]: the alert outbox, written in the transaction of the event it reports;
@@ -18,6 +20,8 @@ pub mod conflicts;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
+pub mod record;
+pub mod statements;
 pub mod units;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};

@@ -214,14 +214,7 @@ async fn a_stalled_replicas_late_write_is_healed_by_reapplying_the_newest_unit(p
         finished_at: Utc::now(),
     };
     let recorded = store
-        .record(
-            &zombie,
-            &Verdict::Loaded {
-                rows_inserted: 2,
-                warehouse_job_id: None,
-            },
-            &log,
-        )
+        .record(&zombie, &Verdict::Loaded { rows_inserted: 2 }, &log)
         .await
         .unwrap();
     assert_eq!(recorded, Recorded::LeaseLost);

@@ -70,10 +70,7 @@ async fn at_most_max_per_table_jobs_of_a_table_run_at_once(pool: PgPool) {
     );
 
     let done = &first[0];
-    let verdict = Verdict::Loaded {
-        rows_inserted: 1,
-        warehouse_job_id: None,
-    };
+    let verdict = Verdict::Loaded { rows_inserted: 1 };
     assert_eq!(
         store.record(done, &verdict, &log()).await.unwrap(),
         Recorded::Applied("loaded")
@@ -109,10 +106,7 @@ async fn an_expired_lease_is_reclaimed_and_the_old_claimer_is_fenced_out(pool: P
         .renew_lease(fresh.job_id, fresh.attempt, LEASE)
         .await
         .unwrap());
-    let loaded = Verdict::Loaded {
-        rows_inserted: 1,
-        warehouse_job_id: None,
-    };
+    let loaded = Verdict::Loaded { rows_inserted: 1 };
     assert_eq!(
         store.record(&stale, &loaded, &log()).await.unwrap(),
         Recorded::LeaseLost

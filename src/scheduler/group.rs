@@ -1,0 +1,751 @@
+//! One round of a claimed group: ask the breakers, settle earlier statements of the
+//! group's keys, then land the group in as few statements as the warehouse allows.
+//!
+//! **Settlement.** Before anything is sent for a key, every earlier statement that touched
+//! it and may still run (`sent`, `running`, `unknown`) is settled with the warehouse: one
+//! that landed is adopted (the units it carried are `loaded` by it, nothing is sent), one
+//! still running is waited for (the units wait, unattempted, and the next claim asks
+//! again), one refused or never arrived counts as not landed. So a key's statements run one
+//! at a time, in order, even across a crash or a timeout.
+//!
+//! **Splitting.** A group refused for the streaming buffer, or for a permanent error, is
+//! split to find the units responsible, and every part that can land lands in this round:
+//! - a group of several partitions is halved by partition;
+//! - a group of one partition (or an unpartitioned table) sends its first unit alone: when
+//!   that is refused too the partition is taken as blocked (BigQuery blocks by partition in
+//!   practice) and all of its units are deferred; when it lands, the rest is tried again;
+//! - a permanent error is halved by keys until the bad unit stands alone and fails.
+//!
+//! A partition refused for the buffer is held out of new groups until its units' next
+//! attempt. Worst case for `b` blocked partitions of `P` in one group:
+//! about `2·b·log2(P/b) + 2·b` statements; for `b` bad units of `n`: about `2·b·log2(n)`.
+//! A round sends at most [`MAX_STATEMENTS_PER_ROUND`]; units left undecided then are put
+//! back unattempted, and the next claim regroups them without the held partitions.
+//!
+//! Each statement is recorded before it is sent, paced by the table's shared pace, and its
+//! outcome is recorded with its units' verdicts in one transaction. The breaker counts one
+//! outcome per unit and round, however many statements found it.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Scheduler;
+use crate::domain::breaker::Admission;
+use crate::domain::lifecycle::Verdict;
+use crate::domain::{ColumnName, ErrorClass, TableRef};
+use crate::store::jobs::{AttemptLog, ClaimedJob, Recorded};
+use crate::store::record::UnitVerdict;
+use crate::store::statements::StatementState;
+use crate::warehouse::{self, Fate, WriteUnit};
+
+/// Statements one round may send while splitting a refused group.
+pub const MAX_STATEMENTS_PER_ROUND: u32 = 64;
+
+/// How long settlement waits for a statement still running before the units wait for the
+/// next claim.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A unit's end in this round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    /// The unit.
+    pub unit_id: Uuid,
+    /// What its attempt came to.
+    pub verdict: Verdict,
+    /// What recording did; `None` when recording failed (logged).
+    pub recorded: Option<Recorded>,
+}
+
+/// Job ids of the group whose lease was lost, as the renewer found them.
+type Lost = Arc<Mutex<HashSet<i64>>>;
+
+impl Scheduler {
+    /// Runs a claimed group (jobs of one table) to the end of its round and records every
+    /// verdict. `forced` marks an operator's force-mode attempt (no breaker, resolution
+    /// `force_mode`). Never fails: what cannot be recorded is logged, and the leases then
+    /// expire and the jobs are claimed again.
+    #[tracing::instrument(skip_all, fields(table = %table_ref, units = jobs.len()))]
+    pub(crate) async fn run_group(
+        &self,
+        table_ref: &str,
+        jobs: Vec<ClaimedJob>,
+        forced: bool,
+    ) -> Vec<Settled> {
+        let lost: Lost = Arc::default();
+        let stop = CancellationToken::new();
+        // Cancels the renewer even when this future is dropped (an aborted round at
+        // shutdown): a leaked renewer would keep dead attempts' leases alive for ever.
+        let _stop_on_drop = stop.clone().drop_guard();
+        let renewer = self.renew_in_background(&jobs, stop.clone(), lost.clone());
+        let mut round = Round {
+            scheduler: self,
+            table_ref,
+            forced,
+            lost,
+            settled: Vec::new(),
+            started_at: Utc::now(),
+        };
+        round.run(jobs).await;
+        stop.cancel();
+        let _ = renewer.await;
+        round.settled
+    }
+
+    /// Renews the leases of `jobs` every third of the lease until `stop`.
+    fn renew_in_background(
+        &self,
+        jobs: &[ClaimedJob],
+        stop: CancellationToken,
+        lost: Lost,
+    ) -> tokio::task::JoinHandle<()> {
+        let (store, lease) = (self.store.clone(), self.settings.lease);
+        let claims: Vec<(i64, i32)> = jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(lease / 3) => {}
+                }
+                match store.renew_leases(&claims, lease).await {
+                    Ok(gone) if gone.is_empty() => {}
+                    Ok(gone) => {
+                        tracing::warn!(jobs = ?gone, "leases lost while the warehouse works");
+                        lost.lock().expect("lost-lease set").extend(gone);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing leases failed; trying again")
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A set of units to send together, with the refusal that made it (when it was split off
+/// a refused statement).
+struct Part {
+    jobs: Vec<ClaimedJob>,
+    /// The streaming-buffer refusal of a one-partition part, whose first unit is now sent
+    /// alone to tell a blocked partition from blocked rows.
+    probe: Option<warehouse::Error>,
+}
+
+struct Round<'a> {
+    scheduler: &'a Scheduler,
+    table_ref: &'a str,
+    forced: bool,
+    lost: Lost,
+    settled: Vec<Settled>,
+    started_at: DateTime<Utc>,
+}
+
+impl Round<'_> {
+    async fn run(&mut self, jobs: Vec<ClaimedJob>) {
+        let table = match TableRef::parse(self.table_ref) {
+            Ok(t) => t,
+            Err(e) => {
+                let verdicts = jobs.iter().map(|j| (j, permanent(&e.0))).collect();
+                return self.record(verdicts, None).await;
+            }
+        };
+        let mut live = Vec::with_capacity(jobs.len());
+        let mut gone = Vec::new();
+        for job in jobs {
+            if job.state == "superseded" || job.state == "cancelled" {
+                gone.push(job);
+            } else if !self.forced && self.held_by_breaker(&job).await {
+                continue;
+            } else {
+                live.push(job);
+            }
+        }
+        let verdicts = gone
+            .iter()
+            .map(|j| (j, permanent(&format!("{} before this attempt", j.state))))
+            .collect();
+        self.record(verdicts, None).await;
+        let live = self.settle(&table, live).await;
+        self.land(&table, live).await;
+    }
+
+    /// Whether the breaker of the job's scope holds it back; the job is then put back,
+    /// unattempted, until the breaker may let it through.
+    async fn held_by_breaker(&self, job: &ClaimedJob) -> bool {
+        if job.bypass_breaker || !matches!(job.state.as_str(), "pending" | "deferred") {
+            return false;
+        }
+        let s = self.scheduler;
+        let scope = s
+            .store
+            .config()
+            .breaker_scope
+            .of(&job.processor_name, &job.table_ref);
+        let at = match s.store.admit(scope, job.probe()).await {
+            Ok(Admission::Run) => return false,
+            Ok(Admission::Probe) => {
+                tracing::info!(scope, unit_id = %job.unit_id, "breaker half-open: this unit is the probe");
+                return false;
+            }
+            Ok(Admission::Defer(at)) => at,
+            Err(e) => {
+                // Without the breaker's answer, be conservative: wait one lease, ask again.
+                tracing::error!(error = %e, "reading the breaker failed; job re-scheduled");
+                Utc::now() + chrono::Duration::from_std(s.settings.lease).unwrap_or_default()
+            }
+        };
+        match s.store.defer_for_breaker(job, at).await {
+            Ok(true) => {
+                tracing::info!(unit_id = %job.unit_id, next_attempt_at = %at, "breaker open: unit re-scheduled, not attempted")
+            }
+            Ok(false) => tracing::warn!("lease lost before the breaker deferral was recorded"),
+            Err(e) => tracing::error!(error = %e, "re-scheduling for the breaker failed"),
+        }
+        true
+    }
+
+    /// Settles every earlier statement that may still run and touches a key of `jobs`;
+    /// returns the jobs still to send.
+    async fn settle(&mut self, table: &TableRef, jobs: Vec<ClaimedJob>) -> Vec<ClaimedJob> {
+        if jobs.is_empty() {
+            return jobs;
+        }
+        let s = self.scheduler;
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.unit_id).collect();
+        let unsettled = match s.store.unsettled_statements(self.table_ref, &ids).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "reading earlier statements failed; the group waits");
+                self.put_back(&jobs, s.settings.poll_interval).await;
+                return Vec::new();
+            }
+        };
+        let (mut waiting, mut adopted) = (HashSet::new(), Vec::new());
+        for statement in unsettled {
+            let fate = s
+                .warehouse
+                .statement_fate(table, &statement.job_id, SETTLE_WAIT)
+                .await;
+            let (state, outcome, error) = match &fate {
+                Ok(Fate::Running) | Err(_) => {
+                    tracing::info!(job_id = %statement.job_id, error = ?fate.as_ref().err(),
+                        "an earlier statement for these keys may still run; they wait for it");
+                    waiting.extend(statement.touches.iter().copied());
+                    (StatementState::Running, None, None)
+                }
+                Ok(Fate::Landed(outcome)) => {
+                    tracing::info!(job_id = %statement.job_id, "an earlier statement landed; its units are adopted");
+                    adopted.push((
+                        statement.statement_id,
+                        statement.job_id.clone(),
+                        statement.carried.clone(),
+                    ));
+                    (StatementState::Done, Some(outcome), None)
+                }
+                Ok(Fate::Failed(e)) => (
+                    StatementState::Failed,
+                    None,
+                    Some((e.class().as_str(), e.to_string())),
+                ),
+                Ok(Fate::NeverArrived) => (
+                    StatementState::Failed,
+                    None,
+                    Some(("transient", "the warehouse never received it".to_owned())),
+                ),
+            };
+            if fate.is_ok() {
+                let error = error.as_ref().map(|(c, m)| (*c, m.as_str()));
+                if let Err(e) = s
+                    .store
+                    .finish_statement(statement.statement_id, state, outcome, error)
+                    .await
+                {
+                    tracing::error!(error = %e, "recording a settled statement failed");
+                }
+            }
+        }
+        let mut rest = Vec::with_capacity(jobs.len());
+        let mut held = Vec::new();
+        for job in jobs {
+            if let Some((id, job_id, _)) = adopted.iter().find(|a| a.2.contains(&job.unit_id)) {
+                let (id, job_id) = (*id, job_id.clone());
+                let rows = job.rows.as_array().map_or(0, Vec::len) as u64;
+                let verdict = Verdict::Loaded {
+                    rows_inserted: rows,
+                };
+                self.record(vec![(&job, verdict)], Some((id, &job_id)))
+                    .await;
+            } else if waiting.contains(&job.unit_id) {
+                held.push(job);
+            } else {
+                rest.push(job);
+            }
+        }
+        self.put_back(
+            &held,
+            s.settings
+                .poll_interval
+                .max(std::time::Duration::from_secs(1)),
+        )
+        .await;
+        rest
+    }
+
+    /// Sends `jobs` in as few statements as the warehouse allows (see the module header).
+    async fn land(&mut self, table: &TableRef, jobs: Vec<ClaimedJob>) {
+        let mut queue = VecDeque::from([Part { jobs, probe: None }]);
+        let mut budget = MAX_STATEMENTS_PER_ROUND;
+        while let Some(mut part) = queue.pop_front() {
+            {
+                let lost = self.lost.lock().expect("lost-lease set");
+                part.jobs.retain(|j| !lost.contains(&j.job_id));
+            }
+            if part.jobs.is_empty() {
+                continue;
+            }
+            if budget == 0 {
+                self.put_back(&part.jobs, std::time::Duration::ZERO).await;
+                continue;
+            }
+            budget -= 1;
+            let (sent, rest) = match part.probe.take() {
+                Some(refusal) => {
+                    let rest = part.jobs.split_off(1);
+                    (part.jobs, Some((rest, refusal)))
+                }
+                None => (part.jobs, None),
+            };
+            let Some((statement, result)) = self.send(table, &sent).await else {
+                continue;
+            };
+            match result {
+                Ok(outcome) => {
+                    let verdicts = sent
+                        .iter()
+                        .map(|j| {
+                            (
+                                j,
+                                Verdict::Loaded {
+                                    rows_inserted: j.rows.as_array().map_or(0, Vec::len) as u64,
+                                },
+                            )
+                        })
+                        .collect();
+                    tracing::debug!(rows = outcome.rows_inserted, "statement landed");
+                    self.record(verdicts, Some((statement.0, &statement.1)))
+                        .await;
+                    if let Some((rest, refusal)) = rest {
+                        // The first unit landed alone: the partition is not blocked as a
+                        // whole; the rest is tried again.
+                        let _ = refusal;
+                        queue.push_front(Part {
+                            jobs: rest,
+                            probe: None,
+                        });
+                    }
+                }
+                Err(error) => {
+                    let class = error.class();
+                    if let Some((rest, _)) = rest {
+                        // The probe was refused too: its partition is blocked.
+                        let mut all = sent;
+                        all.extend(rest);
+                        self.refuse(table, all, &error, Some(&statement)).await;
+                        continue;
+                    }
+                    let splittable =
+                        matches!(class, ErrorClass::StreamingBuffer | ErrorClass::Permanent)
+                            && sent.len() > 1;
+                    if !splittable {
+                        self.refuse(table, sent, &error, Some(&statement)).await;
+                        continue;
+                    }
+                    for half in split(sent, class) {
+                        queue.push_front(half_part(half, class, &error));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records, paces and sends one statement over `jobs`; `None` when nothing was sent
+    /// (every lease lost, or the statement could not be recorded).
+    async fn send(
+        &mut self,
+        table: &TableRef,
+        jobs: &[ClaimedJob],
+    ) -> Option<(
+        (i64, String),
+        Result<warehouse::ReplaceOutcome, warehouse::Error>,
+    )> {
+        let s = self.scheduler;
+        let base = s.warehouse.statement_interval();
+        match s.store.reserve_slot(self.table_ref, base).await {
+            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reserving a statement slot failed; sending unpaced")
+            }
+        }
+        // The claim may be old by now (a stalled process, a paced wait): confirm the leases
+        // just before the call, so a replica that lost its jobs does not write at all.
+        let claims: Vec<(i64, i32)> = jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
+        let lost = match s.store.renew_leases(&claims, s.settings.lease).await {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::error!(error = %e, "could not confirm the leases before the warehouse call; nothing sent");
+                self.put_back(jobs, s.settings.poll_interval).await;
+                return None;
+            }
+        };
+        let jobs: Vec<&ClaimedJob> = jobs.iter().filter(|j| !lost.contains(&j.job_id)).collect();
+        if jobs.is_empty() {
+            return None;
+        }
+        let units: Vec<WriteUnit> = match jobs.iter().map(|j| write_unit(j)).collect() {
+            Ok(units) => units,
+            Err(e) => {
+                let verdicts = jobs
+                    .iter()
+                    .map(|j| (*j, permanent(&e.to_string())))
+                    .collect();
+                self.record(verdicts, None).await;
+                return None;
+            }
+        };
+        let job_id = format!("streamguard-{}", Uuid::new_v4());
+        let statement_id = match s
+            .store
+            .begin_statement(&job_id, self.table_ref, &s.settings.replica, &jobs)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "recording the statement failed; nothing sent");
+                let owned: Vec<ClaimedJob> = jobs.into_iter().cloned().collect();
+                self.put_back(&owned, s.settings.poll_interval).await;
+                return None;
+            }
+        };
+        let result = match tokio::time::timeout(
+            s.settings.statement_timeout,
+            s.warehouse.replace(table, &job_id, &units),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(warehouse::Error::Transient {
+                message: format!(
+                    "statement {job_id} did not answer within {:?} (STREAMGUARD_STATEMENT_TIMEOUT); it is settled before the next statement for its keys",
+                    s.settings.statement_timeout
+                ),
+            }),
+        };
+        let (state, error) = match &result {
+            Ok(_) => (StatementState::Done, None),
+            // Unknown outcome: the statement may still run or land.
+            Err(e @ warehouse::Error::Transient { .. }) => (
+                StatementState::Unknown,
+                Some((e.class().as_str(), e.to_string())),
+            ),
+            Err(e) => (
+                StatementState::Failed,
+                Some((e.class().as_str(), e.to_string())),
+            ),
+        };
+        let error_ref = error.as_ref().map(|(c, m)| (*c, m.as_str()));
+        if let Err(e) = s
+            .store
+            .finish_statement(statement_id, state, result.as_ref().ok(), error_ref)
+            .await
+        {
+            tracing::error!(error = %e, "recording the statement's outcome failed");
+        }
+        let slow_down = matches!(
+            result.as_ref().map_err(warehouse::Error::class),
+            Err(ErrorClass::QuotaExceeded | ErrorClass::ConcurrentDml)
+        );
+        if let Err(e) = s.store.pace(self.table_ref, base, slow_down).await {
+            tracing::warn!(error = %e, "updating the table's pace failed");
+        }
+        tracing::info!(
+            %job_id, units = jobs.len(), outcome = result.as_ref().map_or_else(|e| e.class().as_str(), |_| "loaded"),
+            "statement"
+        );
+        Some(((statement_id, job_id), result))
+    }
+
+    /// Gives each of `jobs` the verdict of `error` under the retry policy, holds a
+    /// partition refused for the buffer, and records them.
+    async fn refuse(
+        &mut self,
+        table: &TableRef,
+        jobs: Vec<ClaimedJob>,
+        error: &warehouse::Error,
+        statement: Option<&(i64, String)>,
+    ) {
+        let s = self.scheduler;
+        let class = error.class();
+        let floor = if class == ErrorClass::StreamingBuffer {
+            match s.warehouse.streaming_buffer(table).await {
+                Ok(buffer) => buffer.and_then(|b| b.earliest_drain),
+                Err(e) => {
+                    tracing::debug!(error = %e, "streaming-buffer metadata unavailable; policy delay alone");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let verdicts: Vec<(&ClaimedJob, Verdict)> = jobs
+            .iter()
+            .map(|j| (j, s.verdict(j, error, floor)))
+            .collect();
+        if class == ErrorClass::StreamingBuffer {
+            let partitions: BTreeSet<String> = jobs
+                .iter()
+                .filter_map(|j| j.partition_value.as_ref().map(Value::to_string))
+                .collect();
+            let until = verdicts
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    Verdict::Retry { at, .. } => Some(*at),
+                    _ => None,
+                })
+                .min();
+            if let (1, Some(until), Some(partition)) = (
+                partitions.len(),
+                until,
+                jobs.first().and_then(|j| j.partition_value.as_ref()),
+            ) {
+                let reason = format!(
+                    "partition {partition} of {} is held until {until}: a statement touching it was refused for the streaming buffer ({error})",
+                    self.table_ref
+                );
+                match s
+                    .store
+                    .hold_partition(self.table_ref, partition, until, &reason)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(%partition, %until, units = n, "partition held: its waiting units are deferred unattempted")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "holding the refused partition failed"),
+                }
+            }
+        }
+        let statement = statement.map(|(id, job_id)| (*id, job_id.as_str()));
+        self.record(verdicts, statement).await;
+    }
+
+    /// Records verdicts of one statement (or of none) in one transaction.
+    async fn record(
+        &mut self,
+        verdicts: Vec<(&ClaimedJob, Verdict)>,
+        statement: Option<(i64, &str)>,
+    ) {
+        if verdicts.is_empty() {
+            return;
+        }
+        let s = self.scheduler;
+        let log = AttemptLog {
+            replica: s.settings.replica.clone(),
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+        };
+        let units: Vec<UnitVerdict<'_>> = verdicts
+            .iter()
+            .map(|(job, verdict)| UnitVerdict {
+                job,
+                verdict: verdict.clone(),
+            })
+            .collect();
+        let recorded = match s
+            .store
+            .record_statement(&units, statement, &log, self.forced)
+            .await
+        {
+            Ok(r) => r.into_iter().map(Some).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the statement's verdicts failed; the jobs are claimed again when their leases expire");
+                vec![None; units.len()]
+            }
+        };
+        for ((job, verdict), recorded) in verdicts.into_iter().zip(recorded) {
+            log_verdict(job, &verdict, recorded);
+            self.settled.push(Settled {
+                unit_id: job.unit_id,
+                verdict,
+                recorded,
+            });
+        }
+    }
+
+    /// Undoes the claims of `jobs` (no attempt counted); they run again after `after`.
+    async fn put_back(&self, jobs: &[ClaimedJob], after: std::time::Duration) {
+        let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        for job in jobs {
+            if let Err(e) = self.scheduler.store.put_back(job, at, false).await {
+                tracing::error!(error = %e, unit_id = %job.unit_id, "putting a job back failed; it is claimed again when its lease expires");
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    /// The verdict for `job` refused with `error`, under the retry policy; a
+    /// streaming-buffer retry is not placed before `floor` (the buffer's earliest drain).
+    pub(super) fn verdict(
+        &self,
+        job: &ClaimedJob,
+        error: &warehouse::Error,
+        floor: Option<DateTime<Utc>>,
+    ) -> Verdict {
+        let class = error.class();
+        let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
+        let max = u32::try_from(job.max_attempts).unwrap_or(1).max(1);
+        // The job's own attempt budget, fixed when it was created, so a restart with new
+        // settings does not change it.
+        let policy = crate::domain::RetryPolicy::new(
+            self.policy.delays().to_vec(),
+            max,
+            self.policy.jitter(),
+        )
+        .unwrap_or_else(|_| self.policy.clone());
+        let floor = floor.filter(|_| class == ErrorClass::StreamingBuffer);
+        match policy.next_attempt(
+            attempt,
+            class,
+            Utc::now(),
+            rand::rng().random::<f64>(),
+            floor,
+        ) {
+            Some(retry) => Verdict::Retry {
+                class,
+                message: error.to_string(),
+                at: retry.at,
+                delay_seconds: i32::try_from(retry.delay.as_secs()).unwrap_or(i32::MAX),
+            },
+            None => Verdict::GiveUp {
+                class,
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Splits a refused part in two: by partition when it spans several, else by keys.
+fn split(jobs: Vec<ClaimedJob>, class: ErrorClass) -> Vec<Vec<ClaimedJob>> {
+    let partitions: BTreeSet<String> = jobs
+        .iter()
+        .map(|j| {
+            j.partition_value
+                .as_ref()
+                .map_or_else(String::new, Value::to_string)
+        })
+        .collect();
+    if class == ErrorClass::StreamingBuffer && partitions.len() > 1 {
+        let first: HashSet<&String> = partitions.iter().take(partitions.len() / 2).collect();
+        let (a, b): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| {
+            first.contains(
+                &j.partition_value
+                    .as_ref()
+                    .map_or_else(String::new, Value::to_string),
+            )
+        });
+        return vec![a, b];
+    }
+    if class == ErrorClass::StreamingBuffer {
+        // One partition: the caller probes its first unit alone (see `half_part`).
+        return vec![jobs];
+    }
+    let mut a = jobs;
+    let b = a.split_off(a.len() / 2);
+    vec![a, b]
+}
+
+/// The part to send for one half of a split: a one-partition half refused for the buffer
+/// as a whole is probed with its first unit.
+fn half_part(jobs: Vec<ClaimedJob>, class: ErrorClass, error: &warehouse::Error) -> Part {
+    let one_partition = jobs
+        .iter()
+        .map(|j| j.partition_value.as_ref().map(Value::to_string))
+        .collect::<BTreeSet<_>>()
+        .len()
+        == 1;
+    let probe = (class == ErrorClass::StreamingBuffer && one_partition && jobs.len() > 1)
+        .then(|| error.clone());
+    Part { jobs, probe }
+}
+
+fn permanent(message: &str) -> Verdict {
+    Verdict::GiveUp {
+        class: ErrorClass::Permanent,
+        message: message.to_owned(),
+    }
+}
+
+fn log_verdict(job: &ClaimedJob, verdict: &Verdict, recorded: Option<Recorded>) {
+    let unit_id = job.unit_id;
+    match (recorded, verdict) {
+        (Some(Recorded::Applied(state)), Verdict::Loaded { rows_inserted }) => {
+            tracing::info!(%unit_id, state, rows = rows_inserted, "unit loaded")
+        }
+        (
+            Some(Recorded::Applied(state)),
+            Verdict::Retry {
+                class,
+                at,
+                delay_seconds,
+                message,
+            },
+        ) => {
+            tracing::info!(%unit_id, state, class = class.as_str(), next_attempt_at = %at, delay_seconds, error = %message, "unit deferred")
+        }
+        (Some(Recorded::Applied(state)), Verdict::GiveUp { class, message }) => {
+            tracing::warn!(%unit_id, state, class = class.as_str(), error = %message, "unit given up")
+        }
+        (Some(Recorded::Superseded), _) => {
+            tracing::info!(%unit_id, "unit was superseded during its attempt; nothing rescheduled")
+        }
+        (Some(Recorded::LeaseLost), _) => {
+            tracing::warn!(%unit_id, "lease lost during the attempt (another replica re-claimed the job); result dropped")
+        }
+        (None, _) => {}
+    }
+}
+
+/// Rebuilds the warehouse's view of the unit from the claimed row. The values were
+/// validated at intake; a failure here means the row was edited by hand and is permanent.
+fn write_unit(job: &ClaimedJob) -> Result<WriteUnit, warehouse::Error> {
+    let permanent = |message: String| warehouse::Error::Permanent { message };
+    let key = job
+        .key
+        .as_object()
+        .cloned()
+        .ok_or_else(|| permanent("stored key is not an object".into()))?;
+    let partition = match (&job.partition_column, &job.partition_value) {
+        (Some(column), Some(value)) => Some((
+            ColumnName::parse(column).map_err(|e| permanent(e.0))?,
+            value.clone(),
+        )),
+        _ => None,
+    };
+    let rows = match &job.rows {
+        Value::Array(rows) => rows.clone(),
+        _ => return Err(permanent("stored rows are not an array".into())),
+    };
+    Ok(WriteUnit {
+        unit_id: job.unit_id,
+        attempt: job.attempt,
+        key,
+        partition,
+        rows,
+    })
+}
