@@ -89,7 +89,7 @@ impl BigQuery {
         location: Option<String>,
         wait: Duration,
     ) -> Result<Fate, Error> {
-        if found.is_tombstone(None) {
+        if found.is_tombstone() {
             return Ok(Fate::NeverArrived);
         }
         let done = if found.is_done() {

@@ -150,9 +150,11 @@ impl JobReply {
         self.job_reference.as_ref().and_then(|r| r.location.clone())
     }
 
-    /// Whether this job is a tombstone rather than the statement `sql`: it carries the
-    /// tombstone label, or its query text (when reported) is not `sql`.
-    pub(super) fn is_tombstone(&self, sql: Option<&str>) -> bool {
+    /// Whether this job is a tombstone rather than a statement: it carries the tombstone
+    /// label, or its query text (when reported) is the tombstone's. Not "any text but this
+    /// call's SQL": the same statement re-sent after a schema refresh has other text, and
+    /// is still ours.
+    pub(super) fn is_tombstone(&self) -> bool {
         let config = self.configuration.as_ref();
         let labelled = config
             .and_then(|c| c.labels.as_ref())
@@ -161,7 +163,7 @@ impl JobReply {
         let text = config
             .and_then(|c| c.query.as_ref())
             .and_then(|q| q.query.as_deref());
-        labelled || matches!((sql, text), (Some(ours), Some(theirs)) if ours != theirs)
+        labelled || text.is_some_and(|t| t.trim() == TOMBSTONE_SQL)
     }
 
     /// The result of a `DONE` job. A job cancelled (reason `stopped`) wrote nothing and
@@ -286,7 +288,7 @@ impl BigQuery {
                 Classified::Duplicate => {
                     tracing::info!(job_id, "job exists already (an earlier send reached BigQuery); looking it up");
                     let found = self.get_job(job_id, location.as_deref()).await?;
-                    if found.is_tombstone(Some(&statement.sql)) {
+                    if found.is_tombstone() {
                         return Err(Error::Transient {
                             message: format!("job {job_id} was abandoned by settlement (its id holds a tombstone); the statement never ran and nothing was written"),
                         });
@@ -344,25 +346,26 @@ impl BigQuery {
             let timeout_ms = (deadline - called).min(per_call).as_millis().to_string();
             let mut query = vec![("timeoutMs", timeout_ms.as_str()), ("maxResults", "0")];
             query.extend(location.map(|l| ("location", l)));
+            // `Some(why)` when this round failed transiently.
             let failed = match self.rest.get::<QueryResultsReply>(&path, &query).await {
-                Ok(r) if !r.job_complete => false,
+                Ok(r) if !r.job_complete => None,
                 Err(f) if matches!(classify(&f), Classified::Error(Error::Transient { .. })) => {
-                    true
+                    Some(as_error(&f).to_string())
                 }
                 // Complete, or an error: a failed job answers getQueryResults with its
                 // error, so jobs.get, the authority, says which.
                 _ => match self.get_job(job_id, location).await {
                     Ok(reply) if reply.is_done() => return Ok(Some(reply)),
-                    Ok(_) => false,
-                    Err(Error::Transient { .. }) => true,
+                    Ok(_) => None,
+                    Err(Error::Transient { message }) => Some(message),
                     Err(e) => return Err(e),
                 },
             };
-            let pause = if failed {
+            let pause = if let Some(why) = failed {
                 failures += 1;
                 if failures >= WAIT_FAILURES {
                     return Err(Error::Transient {
-                        message: format!("waiting for job {job_id} failed {failures} times in a row; outcome unknown"),
+                        message: format!("waiting for job {job_id} failed {failures} times in a row, outcome unknown; last: {why}"),
                     });
                 }
                 WAIT_FLOOR * failures

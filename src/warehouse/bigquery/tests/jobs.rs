@@ -246,20 +246,23 @@ async fn a_statement_whose_id_holds_a_tombstone_is_refused_never_landed() {
 }
 
 #[test]
-fn a_job_is_a_tombstone_by_its_label_or_by_query_text_that_is_not_ours() {
+fn a_job_is_a_tombstone_by_its_label_or_its_query_text() {
     let reply = |v: Value| serde_json::from_value::<super::super::job::JobReply>(v).unwrap();
-    assert!(reply(tombstone_job(JOB_ID)).is_tombstone(None));
+    assert!(reply(tombstone_job(JOB_ID)).is_tombstone());
     let mut unlabelled = tombstone_job(JOB_ID);
-    unlabelled["configuration"]["labels"] = json!({});
-    assert!(!unlabelled.is_null() && !reply(unlabelled.clone()).is_tombstone(None));
-    assert!(reply(unlabelled).is_tombstone(Some("MERGE `p.d.t` AS sg_target …")));
-    let mut ours = done(JOB_ID);
-    ours["configuration"]["query"]["query"] = json!("MERGE x");
-    assert!(!reply(ours.clone()).is_tombstone(Some("MERGE x")));
+    unlabelled["configuration"]["labels"] = json!({"app": "streamguard"});
     assert!(
-        !reply(done(JOB_ID)).is_tombstone(Some("MERGE x")),
-        "no text reported"
+        reply(unlabelled).is_tombstone(),
+        "SELECT 1 is never a statement"
     );
+    let mut ours = done(JOB_ID);
+    ours["configuration"]["query"]["query"] = json!("MERGE `p.d.t` AS sg_target USING …");
+    assert!(!reply(ours).is_tombstone());
+    assert!(
+        !reply(done(JOB_ID)).is_tombstone(),
+        "no text reported, no label"
+    );
+    assert!(!reply(job(JOB_ID, "RUNNING")).is_tombstone());
 }
 
 #[tokio::test]
@@ -308,4 +311,45 @@ async fn a_job_still_running_at_the_bound_is_cancelled_and_transient() {
     assert!(calls(&server, &format!("{QUERIES}/{JOB_ID}")).await.len() >= 2);
     assert!(calls(&server, &format!("{JOBS}/{JOB_ID}")).await.is_empty());
     assert_eq!(inserts(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_wait_call_is_tolerated_and_the_wait_goes_on() {
+    let server = MockServer::start().await;
+    mount_table(&server).await;
+    Mock::given(method("POST"))
+        .and(path(JOBS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(job(JOB_ID, "RUNNING")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{QUERIES}/{JOB_ID}")))
+        .respond_with(ResponseTemplate::new(503).set_body_string(error_body(
+            503,
+            "backendError",
+            "Error encountered during execution. Retrying may solve the problem.",
+            "UNAVAILABLE",
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount_completion(&server, JOB_ID, done(JOB_ID)).await;
+    let bq = adapter(&server).await;
+
+    let outcome = bq
+        .replace(&table(), &job_id(2), &[unit(2, rows())])
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.rows_inserted, 2);
+    assert_eq!(
+        calls(&server, &format!("{QUERIES}/{JOB_ID}")).await.len(),
+        2
+    );
+    assert_eq!(
+        inserts(&server).await.len(),
+        1,
+        "the statement is not re-sent"
+    );
 }
