@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use streamguard::warehouse::bigquery::{BigQuerySettings, Credentials};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{game_batch, spawn_app_with, TestApp};
@@ -129,13 +129,14 @@ async fn a_streaming_buffer_conflict_is_deferred_retried_and_loaded(pool: PgPool
     let unit = &settled["units"][0];
     assert_eq!(unit["state"], "loaded", "{settled}");
     assert_eq!(unit["attempts"], 2);
-    let unit_id = unit["unit_id"].as_str().unwrap();
-    assert_eq!(
-        job_ids(&server).await,
-        [
-            format!("streamguard-{unit_id}-1"),
-            format!("streamguard-{unit_id}-2")
-        ]
+    // Two statements, each sent once under its own id (the scheduler names them; the
+    // adapter never re-sends a jobs.insert).
+    let ids = job_ids(&server).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        ids.iter().all(|id| id.starts_with("streamguard-")),
+        "{ids:?}"
     );
     let (conflict_type, resolved, method): (String, bool, Option<String>) =
         sqlx::query_as("select conflict_type, resolved, resolution_method from conflicts")
@@ -154,6 +155,56 @@ async fn a_streaming_buffer_conflict_is_deferred_retried_and_loaded(pool: PgPool
         StatusCode::NOT_FOUND,
         "emulator routes are not mounted against BigQuery"
     );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_running_job_is_waited_for_with_get_query_results_and_sent_once(pool: PgPool) {
+    let server = fake_bigquery().await;
+    let running = json!({"kind": "bigquery#job", "jobReference": {"projectId": PROJECT, "jobId": "x", "location": "US"},
+        "status": {"state": "RUNNING"}});
+    Mock::given(method("POST"))
+        .and(path(JOBS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(running))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/projects/test-project/queries/streamguard-[0-9a-z-]+$"))
+        .and(query_param("maxResults", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"kind": "bigquery#getQueryResultsResponse", "jobComplete": true, "numDmlAffectedRows": "3"}),
+        ))
+        .mount(&server)
+        .await;
+    let mut finished = done();
+    finished["statistics"]["query"]["totalBytesBilled"] = json!("10485760");
+    Mock::given(method("GET"))
+        .and(path_regex(
+            "^/projects/test-project/jobs/streamguard-[0-9a-z-]+$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(finished))
+        .mount(&server)
+        .await;
+    let app = spawn(pool, &server).await;
+
+    let (status, view) = app
+        .post_batch(
+            &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 3, "backfill"),
+            Some(10.0),
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["units"][0]["state"], "loaded", "{view}");
+    assert_eq!(job_ids(&server).await.len(), 1);
+    let waits = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().starts_with("/projects/test-project/queries/"))
+        .count();
+    assert_eq!(waits, 1, "one held getQueryResults call, no client polling");
     app.stop().await;
 }
 

@@ -120,6 +120,7 @@ const SERVER_REASONS: [&str; 4] = [
 /// | `Could not serialize access`, `due to concurrent update`, `Transaction is aborted`, `Too many DML statements outstanding`, `queued for too long` | conflict `concurrent_dml` |
 /// | reason `rateLimitExceeded`, `quotaExceeded`, `jobRateLimitExceeded`, or HTTP 429 | conflict `quota_exceeded` |
 /// | HTTP 409 / reason `duplicate` / status `ALREADY_EXISTS` | [`Classified::Duplicate`] |
+/// | HTTP 413 (Google's front end: an HTML `Request Entity Too Large` page) | permanent: the request is too large to be accepted at all |
 /// | HTTP ≥ 500, reason `backendError`/`internalError`/`jobBackendError`/`jobInternalError`, HTTP 401 (token expired or revoked mid-flight), no answer, an undecodable body | transient |
 /// | anything else (`notFound`, `accessDenied`, `invalidQuery`, `invalid`, other 4xx) | permanent |
 pub fn classify(failure: &Failure) -> Classified {
@@ -135,6 +136,11 @@ pub fn classify(failure: &Failure) -> Classified {
             reasons: reason.iter().cloned().collect(),
             messages: message.iter().cloned().collect(),
         },
+        Failure::Http { status: 413, .. } => {
+            return Classified::Error(Error::Permanent {
+                message: "BigQuery's front end refused the request as too large (HTTP 413 Request Entity Too Large): BigQuery accepts at most 10 MB per request, query parameters included; send fewer keys or rows per statement".into(),
+            })
+        }
         Failure::Http { status, body } => match serde_json::from_str::<Envelope>(body) {
             Ok(Envelope { error }) => http_facts(*status, error),
             Err(_) => {
@@ -366,6 +372,14 @@ mod tests {
         let c = http(404, "{\"error\":{\"code\":404,\"message\":\"Not found: Table p:d.t\",\"status\":\"NOT_FOUND\"}}");
         assert_eq!(class_of(&c), ErrorClass::Permanent);
         assert_eq!(message_of(&c), "Not found: Table p:d.t");
+    }
+
+    #[test]
+    fn a_request_too_large_for_googles_front_end_is_permanent() {
+        let html = "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 413 (Request Entity Too Large)!!1</title>\n  <p><b>413.</b> <ins>That\u{2019}s an error.</ins>\n  <p>Your client issued a request that was too large.\n  <ins>That\u{2019}s all we know.</ins>";
+        let c = http(413, html);
+        assert_eq!(class_of(&c), ErrorClass::Permanent);
+        assert!(message_of(&c).contains("413") && message_of(&c).contains("10 MB"));
     }
 
     #[test]

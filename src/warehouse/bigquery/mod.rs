@@ -3,8 +3,11 @@
 //!
 //! A replace is one `MERGE … ON FALSE` statement ([`sql`]) whose rows, keys and partition
 //! values are query parameters built from the table's schema ([`params`], [`table`]), run
-//! as a query job with a deterministic id and polled to completion ([`job`]). Every
-//! failure is classified in one place ([`classify`]). DML does not pass through the
+//! as a query job under the caller's job id, sent once and waited for with
+//! jobs.getQueryResults' server-side timeout ([`job`]). A statement whose answer the caller
+//! did not see is settled by [`Warehouse::statement_fate`] ([`fate`]): landed, failed,
+//! still running, or never arrived — made final by occupying the id with a tombstone job.
+//! Every failure is classified in one place ([`classify`]). DML does not pass through the
 //! streaming buffer, so the service never creates the conflicts it retries.
 //!
 //! Facts relied on are in `shared/bigquery-facts.md` (cited by section, e.g. "A3").
@@ -12,6 +15,7 @@
 pub mod auth;
 pub mod check;
 pub mod classify;
+pub mod fate;
 pub mod job;
 pub mod params;
 pub mod rest;
@@ -58,8 +62,9 @@ pub struct BigQuerySettings {
     pub request_timeout: Duration,
     /// TCP/TLS connect timeout (`STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT`).
     pub connect_timeout: Duration,
-    /// Longest wait for one job to finish before it is cancelled and reported transient
-    /// (`STREAMGUARD_BIGQUERY_JOB_TIMEOUT`).
+    /// Longest wait for one job to finish inside `replace`; past it the call returns
+    /// transient ("outcome unknown") after requesting a cancel, and the caller settles the
+    /// statement with its fate (`STREAMGUARD_BIGQUERY_JOB_TIMEOUT`).
     pub job_timeout: Duration,
 }
 
@@ -173,11 +178,7 @@ impl Warehouse for BigQuery {
         tracing::Span::current().record("job_id", job_id);
         let (statement, schema) = self.statement(table, units).await?;
         match self.run(job_id, &statement).await {
-            Ok(done) => Ok(ReplaceOutcome {
-                rows_deleted: done.deleted,
-                rows_inserted: done.inserted.unwrap_or(statement.rows),
-                bytes_billed: None,
-            }),
+            Ok(done) => Ok(done.outcome(statement.rows)),
             Err(Error::Permanent { message }) => {
                 // BigQuery may have refused because the cached schema is stale (a column
                 // changed type or went away): if so, the next attempt uses the new one.
@@ -194,11 +195,11 @@ impl Warehouse for BigQuery {
 
     async fn statement_fate(
         &self,
-        _table: &TableRef,
+        table: &TableRef,
         job_id: &str,
-        _wait: Duration,
+        wait: Duration,
     ) -> Result<Fate, Error> {
-        self.fate(job_id).await
+        self.fate(table, job_id, wait).await
     }
 
     /// 5 table update operations per 10 seconds per table ("Maximum rate of table

@@ -13,9 +13,10 @@
 //!
 //! Paths, relative to the endpoint (`https://bigquery.googleapis.com/bigquery/v2` by
 //! default): `POST /projects/{p}/jobs` (jobs.insert), `GET /projects/{p}/jobs/{id}`
-//! (jobs.get), `POST /projects/{p}/jobs/{id}/cancel` (jobs.cancel), `POST
-//! /projects/{p}/queries` (jobs.query, for dry runs), `GET
-//! /projects/{p}/datasets/{d}/tables/{t}` (tables.get).
+//! (jobs.get), `GET /projects/{p}/queries/{id}` (jobs.getQueryResults, to wait), `POST
+//! /projects/{p}/jobs/{id}/cancel` (jobs.cancel), `POST /projects/{p}/queries`
+//! (jobs.query, for dry runs), `GET /projects/{p}/datasets/{d}/tables/{t}` (tables.get).
+//! Each call is sent once; what to do after a failure is the caller's decision.
 
 use std::sync::Arc;
 use std::time::Duration;

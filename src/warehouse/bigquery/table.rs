@@ -32,6 +32,10 @@ pub struct TableMeta {
     /// Time partitioning, when the table has it (kept as JSON for `check`'s report).
     #[serde(default)]
     pub time_partitioning: Option<serde_json::Value>,
+    /// Where the table's data lives (`US`, `EU`, `asia-northeast1`, …): where BigQuery runs
+    /// a job over it when no location is configured.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// A table schema.

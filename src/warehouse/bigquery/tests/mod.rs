@@ -1,7 +1,11 @@
 //! The adapter against a local HTTP server (wiremock) that answers with BigQuery's REST
 //! paths and its real response and error bodies (bigquery-facts B1, B6, B7), with a fixed
-//! access token: SQL shape, parameters, job ids, the duplicate look-up, polling and its
-//! bound, and every error class end to end through `replace`.
+//! access token. Here: the shared fakes, SQL shape and parameters, the schema cache, every
+//! error class end to end through `replace`, table metadata and readiness. Running a job
+//! (one send, waiting, duplicates, the bound) is in [`jobs`]; settling one in [`fates`].
+
+mod fates;
+mod jobs;
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
 const TABLE_PATH: &str =
     "/projects/nba-props-platform/datasets/nba_raw/tables/bdl_player_boxscores";
 const JOBS: &str = "/projects/test-project/jobs";
+const QUERIES: &str = "/projects/test-project/queries";
 
 fn settings(server: &MockServer) -> BigQuerySettings {
     BigQuerySettings {
@@ -65,11 +70,63 @@ fn job(id: &str, state: &str) -> Value {
         "status": {"state": state}})
 }
 
+/// A finished MERGE as jobs.get shows it: counts and bytes are strings in BigQuery's JSON.
 fn done(id: &str) -> Value {
     let mut j = job(id, "DONE");
-    j["statistics"] = json!({"query": {"statementType": "MERGE", "numDmlAffectedRows": "5",
-        "dmlStats": {"insertedRowCount": "2", "deletedRowCount": "3"}}});
+    j["configuration"] = json!({"jobType": "QUERY", "labels": {"app": "streamguard"},
+        "query": {"useLegacySql": false, "parameterMode": "NAMED"}});
+    j["statistics"] = json!({"creationTime": "1769300000000", "startTime": "1769300000100",
+        "endTime": "1769300002100", "totalBytesProcessed": "1234",
+        "query": {"statementType": "MERGE", "numDmlAffectedRows": "5", "totalBytesProcessed": "1234",
+            "totalBytesBilled": "10485760", "billingTier": 1,
+            "dmlStats": {"insertedRowCount": "2", "deletedRowCount": "3"}}});
     j
+}
+
+/// A jobs.getQueryResults answer (`GetQueryResultsResponse`) for a DML job.
+fn query_results(id: &str, complete: bool) -> Value {
+    let mut r = json!({"kind": "bigquery#getQueryResultsResponse", "etag": "Eb2C3a==",
+        "jobReference": {"projectId": PROJECT, "jobId": id, "location": "US"},
+        "jobComplete": complete});
+    if complete {
+        r["totalRows"] = json!("0");
+        r["numDmlAffectedRows"] = json!("5");
+        r["totalBytesProcessed"] = json!("1234");
+        r["cacheHit"] = json!(false);
+    }
+    r
+}
+
+/// jobs.getQueryResults says complete, and jobs.get shows `final_job`.
+async fn mount_completion(server: &MockServer, id: &str, final_job: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("{QUERIES}/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(query_results(id, true)))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{JOBS}/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(final_job))
+        .mount(server)
+        .await;
+}
+
+/// The requests the server received for `path`, as (method, query pairs).
+async fn calls(server: &MockServer, to: &str) -> Vec<(String, Vec<(String, String)>)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == to)
+        .map(|r| {
+            let pairs = r
+                .url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()));
+            (r.method.to_string(), pairs.collect())
+        })
+        .collect()
 }
 
 fn unit(attempt: i32, rows: Vec<Value>) -> WriteUnit {
@@ -115,7 +172,7 @@ fn error_body(code: u16, reason: &str, message: &str, status: &str) -> String {
 }
 
 #[tokio::test]
-async fn replace_runs_one_parameterised_merge_job_named_after_the_attempt() {
+async fn replace_runs_one_parameterised_merge_job_under_the_callers_job_id() {
     let server = MockServer::start().await;
     mount_table(&server).await;
     Mock::given(method("POST"))
@@ -125,13 +182,7 @@ async fn replace_runs_one_parameterised_merge_job_named_after_the_attempt() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{JOBS}/{JOB_ID}")))
-        .and(wiremock::matchers::query_param("location", "US"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(done(JOB_ID)))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_completion(&server, JOB_ID, done(JOB_ID)).await;
     let bq = adapter(&server).await;
 
     let outcome = bq
@@ -144,10 +195,12 @@ async fn replace_runs_one_parameterised_merge_job_named_after_the_attempt() {
         ReplaceOutcome {
             rows_deleted: Some(3),
             rows_inserted: 2,
-            bytes_billed: None
+            bytes_billed: Some(10_485_760)
         }
     );
+    assert_eq!(calls(&server, &format!("{JOBS}/{JOB_ID}")).await.len(), 1);
     let sent = inserts(&server).await;
+    assert_eq!(sent.len(), 1);
     let body = &sent[0];
     assert_eq!(
         body["jobReference"],
@@ -289,21 +342,6 @@ async fn every_error_body_is_classified_through_replace() {
 }
 
 #[tokio::test]
-async fn server_errors_and_undecodable_bodies_are_transient_after_resending_the_same_job() {
-    let cases = [
-        (503, error_body(503, "backendError", "Error encountered during execution. Retrying may solve the problem.", "UNAVAILABLE")),
-        (500, error_body(500, "internalError", "An internal error occurred and the request could not be completed.", "INTERNAL")),
-        (500, "{\"error\":{\"code\":500,\"message\":\"Internal error encountered.\",\"status\":\"INTERNAL\"}}".to_owned()),
-        (502, "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>".to_owned()),
-    ];
-    for (status, body) in cases {
-        let (error, sends) = refused_with(status, &body).await;
-        assert_eq!(error.class(), ErrorClass::Transient, "{body}");
-        assert_eq!(sends, 3, "sent three times with the same job id");
-    }
-}
-
-#[tokio::test]
 async fn a_body_without_errors_keeps_its_message() {
     let body = format!("{{\"error\":{{\"code\":400,\"message\":\"{STREAMING_BUFFER}\",\"status\":\"INVALID_ARGUMENT\"}}}}");
     let (error, _) = refused_with(400, &body).await;
@@ -316,155 +354,15 @@ async fn a_body_without_errors_keeps_its_message() {
 }
 
 #[tokio::test]
-async fn a_job_that_fails_after_acceptance_is_classified_from_its_error_result() {
-    let server = MockServer::start().await;
-    mount_table(&server).await;
-    Mock::given(method("POST"))
-        .and(path(JOBS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(job(JOB_ID, "PENDING")))
-        .mount(&server)
-        .await;
-    let mut failed = job(JOB_ID, "DONE");
-    failed["status"]["errorResult"] =
-        json!({"reason": "invalidQuery", "location": "query", "message": STREAMING_BUFFER});
-    failed["status"]["errors"] =
-        json!([{"reason": "invalidQuery", "location": "query", "message": STREAMING_BUFFER}]);
-    Mock::given(method("GET"))
-        .and(path(format!("{JOBS}/{JOB_ID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(failed))
-        .mount(&server)
-        .await;
-    let bq = adapter(&server).await;
-
-    let error = bq
-        .replace(&table(), &job_id(2), &[unit(2, rows())])
-        .await
-        .unwrap_err();
-
-    assert_eq!(
-        error,
-        Error::StreamingBuffer {
-            message: STREAMING_BUFFER.into()
-        }
-    );
-}
-
-#[tokio::test]
-async fn a_duplicate_job_is_looked_up_and_not_submitted_twice() {
-    let server = MockServer::start().await;
-    mount_table(&server).await;
-    Mock::given(method("POST"))
-        .and(path(JOBS))
-        .respond_with(ResponseTemplate::new(409).set_body_string(error_body(
-            409,
-            "duplicate",
-            &format!("Already Exists: Job {PROJECT}:US.{JOB_ID}"),
-            "ALREADY_EXISTS",
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{JOBS}/{JOB_ID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(done(JOB_ID)))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let bq = adapter(&server).await;
-
-    let outcome = bq
-        .replace(&table(), &job_id(2), &[unit(2, rows())])
-        .await
-        .unwrap();
-
-    assert_eq!(outcome.rows_inserted, 2);
-}
-
-#[tokio::test]
-async fn a_lost_answer_is_resent_with_the_same_job_id() {
-    let server = MockServer::start().await;
-    mount_table(&server).await;
-    Mock::given(method("POST"))
-        .and(path(JOBS))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(6))
-                .set_body_json(done(JOB_ID)),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(JOBS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(done(JOB_ID)))
-        .mount(&server)
-        .await;
-    let mut s = settings(&server);
-    s.request_timeout = Duration::from_secs(1);
-    let bq = BigQuery::connect(s).await.unwrap();
-
-    bq.replace(&table(), &job_id(2), &[unit(2, rows())])
-        .await
-        .unwrap();
-
-    let sent = inserts(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert!(sent.iter().all(|b| b["jobReference"]["jobId"] == JOB_ID));
-}
-
-#[tokio::test]
-async fn polling_is_bounded_and_a_job_still_running_is_cancelled_and_transient() {
-    let server = MockServer::start().await;
-    mount_table(&server).await;
-    Mock::given(method("POST"))
-        .and(path(JOBS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(job(JOB_ID, "RUNNING")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{JOBS}/{JOB_ID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(job(JOB_ID, "RUNNING")))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{JOBS}/{JOB_ID}/cancel")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"kind": "bigquery#jobCancelResponse", "job": job(JOB_ID, "RUNNING")}),
-        ))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let mut s = settings(&server);
-    s.job_timeout = Duration::from_millis(900);
-    let bq = BigQuery::connect(s).await.unwrap();
-
-    let started = std::time::Instant::now();
-    let error = bq
-        .replace(&table(), &job_id(2), &[unit(2, rows())])
-        .await
-        .unwrap_err();
-
-    assert_eq!(error.class(), ErrorClass::Transient);
+async fn an_html_413_from_googles_front_end_is_permanent_and_not_resent() {
+    let html = "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 413 (Request Entity Too Large)!!1</title>\n  <p><b>413.</b> <ins>That\u{2019}s an error.</ins>\n  <p>Your client issued a request that was too large.\n  <ins>That\u{2019}s all we know.</ins>";
+    let (error, sends) = refused_with(413, html).await;
+    assert_eq!(error.class(), ErrorClass::Permanent, "{error}");
     assert!(
-        error
-            .to_string()
-            .contains("STREAMGUARD_BIGQUERY_JOB_TIMEOUT"),
+        error.to_string().contains("Request Entity Too Large"),
         "{error}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
-}
-
-#[tokio::test]
-async fn an_unreachable_endpoint_is_transient() {
-    let server = MockServer::start().await;
-    let mut s = settings(&server);
-    s.endpoint = "http://127.0.0.1:9".into();
-    let bq = BigQuery::connect(s).await.unwrap();
-    let error = bq
-        .replace(&table(), &job_id(1), &[unit(1, rows())])
-        .await
-        .unwrap_err();
-    assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    assert_eq!(sends, 1);
 }
 
 #[tokio::test]
