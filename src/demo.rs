@@ -360,18 +360,25 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             let unit = &view["units"][0];
             let state = unit["state"].as_str().unwrap_or("?").to_owned();
             let attempts = unit["attempts"].as_i64().unwrap_or(0);
-            if state == "deferred" && attempts > 0 {
+            // Deferred without an attempt: held by the open breaker, or — with a conflict —
+            // known to be blocked because its partition was just refused (a hold).
+            let by_breaker = state == "deferred" && attempts == 0 && unit["conflict_id"].is_null();
+            if state == "deferred" && !by_breaker {
                 ever_deferred.insert(game_id.clone(), true);
             }
-            if state == "deferred" && attempts == 0 {
+            if by_breaker {
                 held.insert(game_id.clone(), true);
             }
             let key = format!("{state}/{}", attempts.min(1));
-            if state == "deferred" && attempts == 0 && last.get(game_id) != Some(&key) {
+            if by_breaker && last.get(game_id) != Some(&key) {
                 held_now.push(unit["next_attempt_at"].as_str().unwrap_or("?").to_owned());
                 last.insert(game_id.clone(), key);
             } else if last.get(game_id) != Some(&key) {
                 let detail = match state.as_str() {
+                    "deferred" if attempts == 0 => format!(
+                        "not attempted: its partition is held (streaming buffer); next attempt at {}",
+                        unit["next_attempt_at"].as_str().unwrap_or("?")
+                    ),
                     "deferred" => format!(
                         "attempt {attempts} refused: streaming buffer; next attempt at {}",
                         unit["next_attempt_at"].as_str().unwrap_or("?")
@@ -421,7 +428,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     for (game_id, (state, attempts)) in &final_states {
         let deferred = ever_deferred.get(game_id).copied().unwrap_or(false) || *attempts > 1;
         match state.as_str() {
-            "loaded" if *attempts == 1 => report.loaded_first_attempt += 1,
+            "loaded" if *attempts == 1 && !deferred => report.loaded_first_attempt += 1,
             "loaded" => report.resolved_by_retry += 1,
             "unresolved" => report.unresolved += 1,
             _ => report.failed += 1,

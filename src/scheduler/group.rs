@@ -165,6 +165,7 @@ impl Round<'_> {
                 live.push(job);
             }
         }
+        self.started_at = Utc::now();
         let verdicts = gone
             .iter()
             .map(|j| (j, permanent(&format!("{} before this attempt", j.state))))
@@ -432,6 +433,9 @@ impl Round<'_> {
                 return None;
             }
         };
+        // The attempt starts when its statement is sent (the breaker asked, earlier
+        // statements settled, the pace waited out).
+        self.started_at = Utc::now();
         let result = match tokio::time::timeout(
             s.settings.statement_timeout,
             s.warehouse.replace(table, &job_id, &units),

@@ -11,9 +11,9 @@
 //! `(job_id, attempt, state = 'running')`: zero rows means another claimer took the job
 //! over after our lease ran out, and the result is dropped.
 //!
-//! A group waits for a table's oldest due job to be `linger` old, so that the units of
-//! batches posted in quick succession share a statement; a lone key is delayed by the
-//! linger at most. A unit never starts while an older unit of its key is running, and the
+//! A group waits until a table's oldest due job was created `linger` ago, so that the
+//! units of batches posted in quick succession share a statement; a lone key is delayed by
+//! the linger at most, and a retry not at all. A unit never starts while an older unit of its key is running, and the
 //! partitions held after a streaming-buffer refusal stay out of groups until they can
 //! have drained. Intake supersedes older waiting units of a key, so a table has at most
 //! one due unit per key; a group still takes one per key, the oldest due.
@@ -225,12 +225,12 @@ impl Store {
                     $1 - (select count(distinct coalesce(r.group_id::text, r.job_id::text)) from jobs r
                           where r.table_ref = t.table_ref and r.state = 'running' and r.lease_expires_at > now()) as free
              from due_tables t
-             cross join lateral (select j.run_at from jobs j
+             cross join lateral (select j.run_at, j.created_at from jobs j
                                  where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= now()
                                  order by j.run_at limit 1) oldest
              left join table_pacing p on p.table_ref = t.table_ref
              where t.table_ref is not null
-               and oldest.run_at <= now() - make_interval(secs => $2)
+               and oldest.created_at <= now() - make_interval(secs => $2)
                and (p.next_at is null or p.next_at <= now())
              order by oldest.run_at",
         )

@@ -171,6 +171,15 @@ impl Store {
         .bind(conflict_id)
         .execute(&mut *tx)
         .await?;
+        // "Now" means now: the unit's partition, held after a streaming-buffer refusal,
+        // is let into groups again (its other units keep their own times).
+        sqlx::query(
+            "delete from partition_holds h using write_units u
+             where u.unit_id = $1 and h.table_ref = u.table_ref and h.partition_value = u.partition_value",
+        )
+        .bind(unit_id)
+        .execute(&mut *tx)
+        .await?;
         log_action(
             &mut tx,
             "retry",

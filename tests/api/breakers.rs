@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use streamguard::config::Settings;
+use streamguard::store::jobs::GroupBounds;
 
 use crate::helpers::{eventually, game_batch, game_rows, spawn_app_with, TestApp};
 
@@ -51,8 +52,11 @@ async fn buffer_games(app: &TestApp, games: &[usize], buffer: &str) {
     }
 }
 
+/// Short open periods, and one key per statement: these tests follow the breaker unit by
+/// unit (grouping is tested in `statements.rs`).
 fn tweak(open_for: Duration) -> impl Fn(&mut Settings) + Clone {
     move |s: &mut Settings| {
+        s.group_bounds = GroupBounds::SINGLE;
         s.breaker.open_for = open_for;
         s.breaker.max_open_for = open_for;
         s.breaker.probe_wait = s.lease;

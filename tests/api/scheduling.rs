@@ -198,6 +198,10 @@ async fn attempts_run_out_and_the_conflict_is_unresolved_with_timeout(pool: PgPo
             .execute(&app.pool)
             .await
             .unwrap();
+        sqlx::query("update partition_holds set until = now()")
+            .execute(&app.pool)
+            .await
+            .unwrap();
         let (_, view) = app
             .get(&format!(
                 "/v1/batches/{}",
