@@ -110,7 +110,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     REQUESTS.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     if matches!(method, Method::GET | Method::HEAD) {
         tracing::debug!(status, latency_ms, "answered");
     } else {
