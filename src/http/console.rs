@@ -1,6 +1,7 @@
 //! The operator console: one page served at `/` and `/console/...`, compiled into the
-//! binary (`console/index.html`, `console/console.css`, `console/console.js`; plain files,
-//! no build step), loading nothing from anywhere else. It reads and acts only through the
+//! binary (`console/index.html`, `console.css`, and the scripts `console.js` — helpers,
+//! token, polling —, `conflicts.js` and `views.js`; plain files, no build step), loading
+//! nothing from anywhere else. It reads and acts only through the
 //! JSON API a user could call themselves, with the token the person types in (kept in the
 //! browser's `sessionStorage`); the page itself holds no data, so it needs no token.
 //!
@@ -18,6 +19,8 @@ use super::AppState;
 const INDEX_HTML: &str = include_str!("console/index.html");
 const CONSOLE_CSS: &str = include_str!("console/console.css");
 const CONSOLE_JS: &str = include_str!("console/console.js");
+const CONFLICTS_JS: &str = include_str!("console/conflicts.js");
+const VIEWS_JS: &str = include_str!("console/views.js");
 
 /// The console's routes.
 pub fn router() -> Router<AppState> {
@@ -41,11 +44,13 @@ pub(crate) async fn page() -> Response {
     file("text/html; charset=utf-8", INDEX_HTML)
 }
 
-/// `/console/console.css`, `/console/console.js`, or the page for any other path.
+/// `/console/console.css`, `/console/<script>.js`, or the page for any other path.
 async fn asset(Path(path): Path<String>) -> Response {
     match path.as_str() {
         "console.css" => file("text/css; charset=utf-8", CONSOLE_CSS),
         "console.js" => file("text/javascript; charset=utf-8", CONSOLE_JS),
+        "conflicts.js" => file("text/javascript; charset=utf-8", CONFLICTS_JS),
+        "views.js" => file("text/javascript; charset=utf-8", VIEWS_JS),
         _ => file("text/html; charset=utf-8", INDEX_HTML),
     }
 }

@@ -242,6 +242,8 @@ async fn the_console_page_needs_no_token_and_its_data_does(pool: PgPool) {
         ("/console/", "text/html", "console.js"),
         ("/console/conflicts", "text/html", "console.js"),
         ("/console/console.js", "text/javascript", "sessionStorage"),
+        ("/console/conflicts.js", "text/javascript", "/v1/conflicts"),
+        ("/console/views.js", "text/javascript", "/v1/overview"),
         ("/console/console.css", "text/css", "font-family"),
     ] {
         let r = app

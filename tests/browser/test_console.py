@@ -287,6 +287,16 @@ def test_batches_and_runs(service, browser):
     expect(recent).to_have_count(len(LANDED + BUFFERED))
     recent.first.click()
     expect(page.get_by_test_id("batch-units").locator("tbody tr")).to_have_count(1)
+    # Cancel a waiting unit from its batch, as the operator.
+    status, waiting = api.call("GET", "/v1/units?state=deferred&limit=1", tokens["ops"])
+    assert status == 200 and waiting["units"], waiting
+    unit = waiting["units"][0]
+    page.goto(api.base + f"/console/#/batches/{unit['batch_id']}")
+    expect(page.locator("#unit-cancel select option")).to_have_count(1)
+    page.fill('#unit-cancel input[name="reason"]', "browser test: not wanted")
+    page.click("#unit-cancel button[type=submit]")
+    expect(page.locator("#unit-cancel .result")).to_contain_text("Cancelled (recorded as ops)")
+    expect(page.get_by_test_id("batch-units")).to_contain_text("cancelled")
     status, _ = api.call("GET", "/v1/runs", tokens["ops"])
     if status == 404:
         # The runs routes are not in this build: the page says so instead of failing.
