@@ -2,7 +2,8 @@
 //! one middleware ([`track`]) around every route.
 //!
 //! The histogram `streamguard_http_request_duration_seconds` is per process (each replica
-//! reports its own; Prometheus sums them) with labels `method`, `route` (the matched route
+//! reports its own; Prometheus sums them) with labels `method` (`other` for a method outside
+//! the usual seven), `route` (the matched route
 //! template, e.g. `/v1/batches/{batch_id}`, so ids do not multiply series; `unmatched` for
 //! unknown paths) and `status_class` (`2xx` … `5xx`). Buckets are Prometheus's defaults
 //! (5 ms to 10 s) plus 30 s and 60 s for `?wait=` requests.
@@ -109,7 +110,18 @@ pub async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    REQUESTS.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    // A client may send any method name: others share one label, so series stay bounded.
+    let method_label = match method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => method.as_str(),
+        _ => "other",
+    };
+    REQUESTS.observe(method_label, &route, status, elapsed.as_secs_f64());
     let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     if matches!(method, Method::GET | Method::HEAD) {
         tracing::debug!(status, latency_ms, "answered");
