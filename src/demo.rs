@@ -92,7 +92,9 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// The processor name the demo posts as, and so its breaker's scope.
+/// The processor name the demo's runs start from: each run posts as
+/// `bdl_boxscores_processor_<run id>`, a breaker scope of its own, so its breaker starts with
+/// an empty window and a second run on the same database tells the same story.
 pub const PROCESSOR: &str = "bdl_boxscores_processor";
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -106,31 +108,43 @@ fn parse_share(s: &str) -> Result<f64, String> {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Indented rows split the row above them. "held by the breaker" cuts across: those
+        // games are also counted in the rows above it (most then land on attempt 1).
         let rows = [
-            ("files (games)", self.files.to_string()),
+            ("games posted (one write unit each)", self.files.to_string()),
             (
-                "loaded on first attempt",
+                "  landed on attempt 1",
                 self.loaded_first_attempt.to_string(),
             ),
-            ("deferred (streaming buffer)", self.deferred.to_string()),
             (
-                "held by breaker (no attempt)",
+                "  refused at least once (conflict)",
+                self.deferred.to_string(),
+            ),
+            (
+                "    of which landed by a retry",
+                self.resolved_by_retry.to_string(),
+            ),
+            (
+                "    of which gave up (unresolved)",
+                self.unresolved.to_string(),
+            ),
+            ("  failed", self.failed.to_string()),
+            (
+                "games held by the breaker first",
                 self.held_by_breaker.to_string(),
             ),
-            ("resolved by retry", self.resolved_by_retry.to_string()),
-            ("unresolved (gave up)", self.unresolved.to_string()),
-            ("failed", self.failed.to_string()),
             ("duplicate rows found", self.duplicate_rows.to_string()),
             ("rows missing", self.missing_rows.to_string()),
             ("breaker trips", self.breaker_trips.to_string()),
             ("breaker recoveries", self.breaker_recoveries.to_string()),
             ("elapsed", format!("{:.1}s", self.elapsed.as_secs_f64())),
         ];
-        writeln!(f, "+------------------------------+----------+")?;
+        let line = "+------------------------------------+----------+";
+        writeln!(f, "{line}")?;
         for (name, value) in rows {
-            writeln!(f, "| {name:<28} | {value:>8} |")?;
+            writeln!(f, "| {name:<34} | {value:>8} |")?;
         }
-        write!(f, "+------------------------------+----------+")
+        write!(f, "{line}")
     }
 }
 
@@ -255,6 +269,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     };
     let games = games(args.games, buffered, args.start_date);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let processor = format!("{PROCESSOR}_{run_id}");
 
     print(format!(
         "streaming {} games' rows through insertAll ({} still buffered for {})",
@@ -287,7 +302,8 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let started = Instant::now();
     let run_started_at = Utc::now();
     // Breaker transitions already shown (the latest one's time): only newer ones print.
-    let mut shown_until = transition_time(&breaker(&http, base).await?["transitions"][0]);
+    let mut shown_until =
+        transition_time(&breaker(&http, base, &processor).await?["transitions"][0]);
     // From here on a service killed and restarted meanwhile (the README's `kill -9`
     // experiment) is waited for, up to --timeout: reads are retried, and so are the posts,
     // which carry idempotency keys.
@@ -298,7 +314,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let mut batches: Vec<(String, String)> = Vec::new(); // (game_id, batch_id)
     for game in &games {
         let body = json!({
-            "processor_name": PROCESSOR,
+            "processor_name": processor,
             "table": args.table,
             "key_columns": ["game_id"],
             "partition_column": "game_date",
@@ -322,7 +338,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     loop {
         // Breaker transitions first: they explain the unit changes printed after them.
         let b = reach
-            .get(&format!("{base}/v1/breakers/{PROCESSOR}"), &mut print)
+            .get(&format!("{base}/v1/breakers/{processor}"), &mut print)
             .await?;
         let mut fresh: Vec<&Value> = b["transitions"]
             .as_array()
@@ -334,7 +350,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         for t in &fresh {
             let opened = t["to_state"] == "open";
             print(format!(
-                "[{:>6.1}s] breaker {PROCESSOR}: {} -> {} ({}){}",
+                "[{:>6.1}s] breaker {processor}: {} -> {} ({}){}",
                 started.elapsed().as_secs_f64(),
                 t["from_state"].as_str().unwrap_or("?"),
                 t["to_state"].as_str().unwrap_or("?"),
@@ -437,7 +453,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     }
     report.held_by_breaker = held.len();
     let transitions = reach
-        .get(&format!("{base}/v1/breakers/{PROCESSOR}"), &mut print)
+        .get(&format!("{base}/v1/breakers/{processor}"), &mut print)
         .await?["transitions"]
         .as_array()
         .cloned()
@@ -611,10 +627,10 @@ fn transition_time(t: &Value) -> Option<chrono::DateTime<chrono::FixedOffset>> {
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
 }
 
-/// `GET /v1/breakers/{PROCESSOR}`: the breaker with its last transitions.
-async fn breaker(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+/// `GET /v1/breakers/{processor}`: the breaker with its last transitions.
+async fn breaker(http: &reqwest::Client, base: &str, processor: &str) -> anyhow::Result<Value> {
     expect_ok(
-        http.get(format!("{base}/v1/breakers/{PROCESSOR}"))
+        http.get(format!("{base}/v1/breakers/{processor}"))
             .send()
             .await?,
     )

@@ -1,5 +1,11 @@
 //! Logging: one `tracing` subscriber, text for people or JSON for log pipelines, filtered
-//! by `RUST_LOG` (default `info` for streamguard, `warn` for the libraries).
+//! by `RUST_LOG` (default `info` for streamguard, `warn` for the libraries). At `info` the
+//! log holds decisions (units deferred, loaded, failed; breaker transitions; batches taken;
+//! operator actions) and one line per changing request; reads (`GET`, `HEAD`) are logged at
+//! `debug` (see `http::metrics::latency`). Text has ANSI colours only when standard output
+//! is a terminal, so files and log collectors get plain lines.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +19,8 @@ pub fn init(format: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     let _ = if format == "json" {
         builder
             .json()

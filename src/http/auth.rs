@@ -18,6 +18,7 @@
 //! | request | needs |
 //! | --- | --- |
 //! | `GET /healthz`, `GET /readyz` | nothing |
+//! | `GET /`, `GET /console/...` (the console page; it holds no data and asks for a token) | nothing |
 //! | `GET /docs`, `GET /openapi.json` | nothing, or `read` with `STREAMGUARD_DOCS_PUBLIC=false` |
 //! | `GET /metrics` | `read`, or nothing with `STREAMGUARD_METRICS_PUBLIC=true` |
 //! | `POST /v1/batches`, `POST /v1/conflicts` (register a conflict), `POST /v1/conflicts/{id}/attempts` (log a processor's retry) | `write` |
@@ -300,6 +301,8 @@ pub fn required_access(access: &AccessSettings, method: &Method, path: &str) -> 
     let read_only = matches!(*method, Method::GET | Method::HEAD);
     match path {
         "/healthz" | "/readyz" if read_only => Access::Open,
+        "/" | "/console" if read_only => Access::Open,
+        p if read_only && p.starts_with("/console/") => Access::Open,
         "/docs" | "/openapi.json" if read_only && access.docs_public => Access::Open,
         "/metrics" if read_only && access.metrics_public => Access::Open,
         "/v1/batches" | "/v1/conflicts" if *method == Method::POST => Access::Scope(Scope::Write),

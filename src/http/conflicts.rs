@@ -1,19 +1,25 @@
-//! The operators' conflict views: the seed's two dashboard queries and one conflict with
-//! its attempts.
+//! The operators' conflict views: the seed's two dashboard queries, the searchable list of
+//! every conflict (open and closed, cursor-paged), and one conflict with its attempts.
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{Path, Query};
 use super::{AppState, Error, Result};
+use crate::domain::ConflictType;
+use crate::store::conflict_list::{
+    ConflictFilter, ConflictListing, Cursor, Resolution, RESOLUTION_METHODS,
+};
 use crate::store::conflicts::{AttemptRow, ConflictRow, SummaryRow, UnresolvedRow};
 
 /// The conflict routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/conflicts", get(list))
         .route("/v1/conflicts/unresolved", get(unresolved))
         .route("/v1/conflicts/summary", get(summary))
         .route("/v1/conflicts/{conflict_id}", get(show))
@@ -106,6 +112,138 @@ pub struct ConflictDetail {
     pub conflict: ConflictRow,
     /// Every attempt on its unit, oldest first.
     pub attempts: Vec<AttemptRow>,
+}
+
+/// Query of `GET /v1/conflicts`: every filter optional, all of them must match.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Exact `processor_name`.
+    #[param(example = "bdl_boxscores_processor")]
+    pub processor: Option<String>,
+    /// Exact table, `project.dataset.table`.
+    #[param(example = "nba-props-platform.nba_raw.bdl_player_boxscores")]
+    pub table: Option<String>,
+    /// Text the key must contain, case-insensitively (matched against the key's JSON).
+    #[param(example = "LAL")]
+    pub key: Option<String>,
+    /// `streaming_buffer`, `concurrent_dml` or `quota_exceeded`.
+    #[param(example = "streaming_buffer")]
+    pub r#type: Option<String>,
+    /// `open` (still retrying), `closed` (ended any way), or one method: `auto_retry`,
+    /// `manual`, `force_mode`, `timeout`, `superseded`.
+    #[param(example = "open")]
+    pub resolution: Option<String>,
+    /// First seen at or after this instant (RFC 3339).
+    #[param(example = "2026-01-24T00:00:00Z")]
+    pub since: Option<DateTime<Utc>>,
+    /// First seen before this instant (RFC 3339).
+    #[param(example = "2026-01-26T00:00:00Z")]
+    pub until: Option<DateTime<Utc>>,
+    /// `next_cursor` of the previous page; omitted: the newest page.
+    pub cursor: Option<String>,
+    /// At most this many conflicts, 1 to 500 (default 50).
+    #[serde(default = "default_list_limit")]
+    #[param(minimum = 1, maximum = 500, example = 50)]
+    pub limit: u32,
+}
+fn default_list_limit() -> u32 {
+    50
+}
+
+/// `GET /v1/conflicts`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConflictList {
+    /// The page, newest first (then by id).
+    pub conflicts: Vec<ConflictListing>,
+    /// Pass as `cursor` for the next (older) page, with the same filters; `null` on the
+    /// last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Every conflict, open and closed, newest first, filtered and paged by a cursor: what the
+/// console's searchable list reads.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts",
+    operation_id = "list_conflicts",
+    tag = "conflicts",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of conflicts and the cursor of the next.", body = ConflictList),
+        (status = 400, description = "A filter is not one of its values, `since`/`until` is not RFC 3339, the cursor is not one this route gave, `limit` is out of range, or an unknown parameter was sent.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<ConflictList>> {
+    if !(1..=500).contains(&p.limit) {
+        return Err(Error::BadRequest(format!(
+            "`limit` must be from 1 to 500; got {}",
+            p.limit
+        )));
+    }
+    if let Some(t) = p.r#type.as_deref() {
+        let types = [
+            ConflictType::StreamingBuffer,
+            ConflictType::ConcurrentDml,
+            ConflictType::QuotaExceeded,
+        ];
+        if !types.iter().any(|ct| ct.as_str() == t) {
+            return Err(Error::BadRequest(format!(
+                "`type` must be streaming_buffer, concurrent_dml or quota_exceeded; got {t:?}"
+            )));
+        }
+    }
+    let resolution = match p.resolution.as_deref() {
+        None => None,
+        Some("open") => Some(Resolution::Open),
+        Some("closed") => Some(Resolution::Closed),
+        Some(m) if RESOLUTION_METHODS.contains(&m) => Some(Resolution::Method(m.to_owned())),
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "`resolution` must be open, closed, {}; got {other:?}",
+                RESOLUTION_METHODS.join(", ")
+            )))
+        }
+    };
+    let after = match p.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "`cursor` {text:?} is not a cursor this route gave; pass `next_cursor` unchanged"
+            ))
+        })?),
+    };
+    for (name, value) in [
+        ("processor", &p.processor),
+        ("table", &p.table),
+        ("key", &p.key),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Error::BadRequest(format!(
+                "`{name}` must not contain NUL characters"
+            )));
+        }
+    }
+    let blank = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let filter = ConflictFilter {
+        processor: blank(p.processor),
+        table: blank(p.table),
+        key: blank(p.key),
+        conflict_type: blank(p.r#type),
+        resolution,
+        since: p.since,
+        until: p.until,
+    };
+    let (conflicts, next) = state.store.list_conflicts(&filter, after, p.limit).await?;
+    Ok(Json(ConflictList {
+        conflicts,
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }
 
 /// Unresolved conflicts first seen in the last `hours` (the seed's "requiring attention"

@@ -1,7 +1,15 @@
 //! `GET /metrics`: the service's shared state in Prometheus's text exposition format
 //! (<https://prometheus.io/docs/instrumenting/exposition_formats/>), counted from
 //! Postgres at scrape time — what is due, running, stuck behind a lease, in conflict,
-//! held by a breaker, waiting to alert. Needs `read` unless `STREAMGUARD_METRICS_PUBLIC`.
+//! held by a breaker, waiting to alert — plus this process's request-latency histogram.
+//! Needs `read` unless `STREAMGUARD_METRICS_PUBLIC`.
+//!
+//! Every state label is exported, with 0 when nothing is in it: an alert rule on a series
+//! that does not exist never fires. The latency histogram is kept here by hand
+//! ([`latency`]): the gauges are rendered from a database snapshot, and a client library
+//! (`prometheus-client`) would encode its own registry as a separate OpenMetrics document
+//! (ending in `# EOF`), so the two could not share one response without moving every gauge
+//! into custom collectors — more code than the forty lines below.
 
 use std::fmt::Write;
 
@@ -10,10 +18,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use serde_json::Value;
 
 use super::{AppState, Result};
 use crate::store::metrics::Snapshot;
+
+pub mod latency;
 
 /// The metrics route.
 pub fn router() -> Router<AppState> {
@@ -27,22 +36,24 @@ pub fn router() -> Router<AppState> {
     operation_id = "metrics",
     tag = "health",
     responses(
-        (status = 200, description = "Gauges in Prometheus's text format: `streamguard_units{state}`, `streamguard_jobs{state}`, `streamguard_jobs_lease_expired`, `streamguard_oldest_due_seconds`, `streamguard_conflicts_unresolved`, `streamguard_breakers{state}`, `streamguard_alerts_pending`.", body = String, content_type = "text/plain"),
+        (status = 200, description = "Prometheus's text format. Gauges counted from Postgres, every state present (0 when empty): `streamguard_units{state}`, `streamguard_jobs{state}`, `streamguard_jobs_lease_expired`, `streamguard_oldest_due_seconds`, `streamguard_conflicts_unresolved`, `streamguard_breakers{state}`, `streamguard_alerts_pending`; and this process's `streamguard_http_request_duration_seconds{method,route,status_class}` histogram.", body = String, content_type = "text/plain"),
     ),
     security(("bearer" = ["read"]))
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
     let snapshot = state.store.snapshot().await?;
+    let mut text = render(&snapshot);
+    latency::REQUESTS.render(&mut text);
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&snapshot),
+        text,
     ))
 }
 
-/// Renders the snapshot; each family with its `HELP` and `TYPE` lines.
+/// Renders the snapshot's gauges; each family with its `HELP` and `TYPE` lines.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, samples: Vec<(String, f64)>| {
@@ -51,17 +62,15 @@ pub fn render(s: &Snapshot) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let by_state = |v: &Value| -> Vec<(String, f64)> {
-        v.as_object()
-            .into_iter()
-            .flatten()
-            .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.as_f64().unwrap_or(0.0)))
+    let by_state = |v: Vec<(&str, i64)>| -> Vec<(String, f64)> {
+        v.into_iter()
+            .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n as f64))
             .collect()
     };
     family(
         "streamguard_units",
         "Write units by state.",
-        by_state(&s.units),
+        by_state(s.units_by_state()),
     );
     family(
         "streamguard_jobs",
@@ -90,7 +99,7 @@ pub fn render(s: &Snapshot) -> String {
     family(
         "streamguard_breakers",
         "Circuit breakers by state.",
-        by_state(&s.breakers),
+        by_state(s.breakers_by_state()),
     );
     family(
         "streamguard_alerts_pending",
@@ -106,7 +115,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn renders_prometheus_text_with_help_and_type() {
+    fn renders_prometheus_text_with_help_type_and_every_state() {
         let text = render(&Snapshot {
             units: json!({"loaded": 89, "deferred": 3}),
             jobs_due: 2,
@@ -117,12 +126,19 @@ mod tests {
             conflicts_unresolved: 3,
             breakers: json!({"open": 1}),
             alerts_pending: 0,
+            next_scheduled_at: None,
         });
         assert!(text.contains("# TYPE streamguard_units gauge\n"));
         assert!(text.contains("streamguard_units{state=\"deferred\"} 3\n"));
+        assert!(text.contains("streamguard_units{state=\"failed\"} 0\n"));
+        assert!(text.contains("streamguard_units{state=\"cancelled\"} 0\n"));
         assert!(text.contains("streamguard_jobs{state=\"due\"} 2\n"));
         assert!(text.contains("streamguard_oldest_due_seconds 1.5\n"));
         assert!(text.contains("streamguard_breakers{state=\"open\"} 1\n"));
+        assert!(text.contains("streamguard_breakers{state=\"closed\"} 0\n"));
+        assert!(text.contains("streamguard_breakers{state=\"forced_open\"} 0\n"));
+        assert_eq!(text.matches("streamguard_units{").count(), 7);
+        assert_eq!(text.matches("streamguard_breakers{").count(), 5);
         assert!(text
             .lines()
             .all(|l| l.starts_with('#') || l.starts_with("streamguard_")));

@@ -9,7 +9,10 @@
 //! | `POST /v1/conflicts`, `/{id}/attempts\|resolve\|retry\|force`, `POST /v1/units/{id}/cancel` | [`operator`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `GET /metrics` | [`metrics`] |
-//! | `GET /v1/units?state=` | [`units`] |
+//! | `GET /v1/units[?state=]` | [`units`] |
+//! | `GET /v1/conflicts` (filtered, cursor-paged list) | [`conflicts`] |
+//! | `GET /v1/overview` | [`overview`] |
+//! | `GET /`, `GET /console/...` (the operator console page) | [`console`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
@@ -20,6 +23,7 @@ pub mod auth;
 pub mod batches;
 pub mod breakers;
 pub mod conflicts;
+pub mod console;
 pub mod emulator;
 mod error;
 pub mod extract;
@@ -27,6 +31,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod overview;
 pub mod units;
 
 use std::sync::Arc;
@@ -78,7 +83,9 @@ pub fn router(state: AppState) -> Router {
         .merge(units::router())
         .merge(health::router())
         .merge(metrics::router())
-        .merge(openapi::router());
+        .merge(openapi::router())
+        .merge(overview::router())
+        .merge(console::router());
     if state.emulator.is_some() {
         api = api.merge(emulator::router());
     }
@@ -97,11 +104,13 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn(metrics::latency::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, actor = tracing::field::Empty)
-        }).on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)))
+        // The request log line is metrics::latency::track's: reads at debug, decisions at info.
+        }).on_response(()))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

@@ -1,5 +1,6 @@
-//! `GET /v1/units?state=`: units across batches by state, for operators — what failed and
-//! why, what gave up, what waits and until when.
+//! `GET /v1/units[?state=]`: units across batches, optionally of one state, for operators —
+//! what failed and why, what gave up, what waits and until when, or simply what changed
+//! last.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -21,9 +22,10 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `pending`, `loaded`, `deferred`, `failed`, `superseded`, `unresolved` or `cancelled`.
+    /// `pending`, `loaded`, `deferred`, `failed`, `superseded`, `unresolved` or `cancelled`;
+    /// omitted: units in any state.
     #[param(example = "failed")]
-    pub state: String,
+    pub state: Option<String>,
     /// At most this many units, 1 to 1,000 (default 100).
     #[serde(default = "default_limit")]
     #[param(example = 100)]
@@ -37,13 +39,13 @@ fn default_limit() -> u32 {
 /// Answer of `GET /v1/units`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UnitsResponse {
-    /// The state asked for.
-    pub state: String,
+    /// The state asked for; `null` when every state was listed.
+    pub state: Option<String>,
     /// The units, most recently changed first.
     pub units: Vec<UnitListing>,
 }
 
-/// Units in one state, most recently changed first.
+/// Units in one state (or in any state without `state`), most recently changed first.
 #[utoipa::path(
     get,
     path = "/v1/units",
@@ -51,7 +53,7 @@ pub struct UnitsResponse {
     tag = "batches",
     params(ListParams),
     responses(
-        (status = 200, description = "Units in the state, most recently changed first.", body = UnitsResponse),
+        (status = 200, description = "Units in the state (any state without `state`), most recently changed first.", body = UnitsResponse),
         (status = 400, description = "`state` is not a unit state, or `limit` is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["read"]))
@@ -60,11 +62,13 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<UnitsResponse>> {
-    let Some(unit_state) = UnitState::parse(&p.state) else {
-        return Err(Error::BadRequest(format!(
-            "`state` must be one of pending, loaded, deferred, failed, superseded, unresolved, cancelled; got {:?}",
-            p.state
-        )));
+    let unit_state = match p.state.as_deref() {
+        None => None,
+        Some(s) => Some(UnitState::parse(s).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "`state` must be one of pending, loaded, deferred, failed, superseded, unresolved, cancelled; got {s:?}"
+            ))
+        })?),
     };
     if !(1..=1000).contains(&p.limit) {
         return Err(Error::BadRequest(format!(

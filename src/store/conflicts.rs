@@ -107,6 +107,11 @@ pub struct ConflictRow {
     pub error_message: Option<String>,
     /// Free-form details.
     pub details: Option<Value>,
+    /// The unit's state now (`deferred`, `loaded`, `unresolved`, …); `null` without a
+    /// unit (a processor's own write).
+    pub unit_state: Option<String>,
+    /// When the service attempts the unit next; `null` when it will not.
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// One attempt on a conflict's unit.
@@ -184,10 +189,13 @@ impl Store {
         conflict_id: Uuid,
     ) -> Result<Option<(ConflictRow, Vec<AttemptRow>)>, Error> {
         let conflict: Option<ConflictRow> = sqlx::query_as(
-            "select conflict_id, \"timestamp\", processor_name, table_ref as \"table\", key, partition_value as partition,
-                    game_id, game_date, unit_id, conflict_type, retry_attempt, max_retries, delay_seconds, resolved,
-                    resolution_time, resolution_method, rows_affected, error_message, details
-             from conflicts where conflict_id = $1",
+            "select c.conflict_id, c.\"timestamp\", c.processor_name, c.table_ref as \"table\", c.key,
+                    c.partition_value as partition, c.game_id, c.game_date, c.unit_id, c.conflict_type,
+                    c.retry_attempt, c.max_retries, c.delay_seconds, c.resolved, c.resolution_time,
+                    c.resolution_method, c.rows_affected, c.error_message, c.details,
+                    u.state as unit_state, u.next_attempt_at
+             from conflicts c left join write_units u using (unit_id)
+             where c.conflict_id = $1",
         )
         .bind(conflict_id)
         .fetch_optional(&self.pool)

@@ -1,10 +1,33 @@
-//! What `/metrics` reports: a snapshot of the job table, the units, the conflict log, the
+//! What `/metrics` and `GET /v1/overview` report: a snapshot of the job table, the units, the conflict log, the
 //! breakers and the alert outbox, counted in one statement at scrape time. Derived from
 //! Postgres, so every replica reports the same shared state.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Error, Store};
+use crate::domain::breaker::BreakerState;
+use crate::domain::UnitState;
+
+/// Every unit state, in lifecycle order: the labels `/metrics` always exports.
+pub const UNIT_STATES: [UnitState; 7] = [
+    UnitState::Pending,
+    UnitState::Deferred,
+    UnitState::Loaded,
+    UnitState::Failed,
+    UnitState::Unresolved,
+    UnitState::Superseded,
+    UnitState::Cancelled,
+];
+
+/// Every breaker state: the labels `/metrics` always exports.
+pub const BREAKER_STATES: [BreakerState; 5] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+    BreakerState::ForcedOpen,
+    BreakerState::Disabled,
+];
 
 /// Counts at one instant.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -28,6 +51,30 @@ pub struct Snapshot {
     pub breakers: Value,
     /// Alert deliveries not sent yet.
     pub alerts_pending: i64,
+    /// When the soonest scheduled (not yet due) job runs; `None` when none is scheduled.
+    pub next_scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl Snapshot {
+    /// Units per state, every state present (0 when none): `[("pending", 0), …]`.
+    pub fn units_by_state(&self) -> Vec<(&'static str, i64)> {
+        UNIT_STATES
+            .iter()
+            .map(|s| (s.as_str(), count(&self.units, s.as_str())))
+            .collect()
+    }
+
+    /// Breakers per state, every state present (0 when none).
+    pub fn breakers_by_state(&self) -> Vec<(&'static str, i64)> {
+        BREAKER_STATES
+            .iter()
+            .map(|s| (s.as_str(), count(&self.breakers, s.as_str())))
+            .collect()
+    }
+}
+
+fn count(by_state: &Value, state: &str) -> i64 {
+    by_state.get(state).and_then(Value::as_i64).unwrap_or(0)
 }
 
 impl Store {
@@ -49,7 +96,8 @@ impl Store {
                (select count(*) from conflicts where not resolved) as conflicts_unresolved,
                (select coalesce(jsonb_object_agg(state, n), '{}') from
                   (select state, count(*) as n from breakers group by state) b) as breakers,
-               (select count(*) from alert_deliveries where state <> 'sent') as alerts_pending",
+               (select count(*) from alert_deliveries where state <> 'sent') as alerts_pending,
+               (select min(run_at) from jobs where state = 'available' and run_at > now()) as next_scheduled_at",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -16,6 +16,7 @@
 pub mod alerts;
 pub mod batches;
 pub mod breakers;
+pub mod conflict_list;
 pub mod conflicts;
 pub mod jobs;
 pub mod metrics;

@@ -41,13 +41,14 @@ pub struct UnitListing {
 }
 
 impl Store {
-    /// Units in `state`, most recently changed first, at most `limit`.
+    /// Units in `state` (any state when `None`), most recently changed first, at most
+    /// `limit`.
     ///
     /// # Errors
     /// [`Error::Database`].
     pub async fn units_in_state(
         &self,
-        state: UnitState,
+        state: Option<UnitState>,
         limit: u32,
     ) -> Result<Vec<UnitListing>, Error> {
         Ok(sqlx::query_as(
@@ -55,11 +56,11 @@ impl Store {
                     u.partition_value as partition, u.state, u.row_count as rows, u.attempts, u.conflict_id,
                     u.next_attempt_at, u.error, u.updated_at
              from write_units u join batches b using (batch_id)
-             where u.state = $1
+             where ($1::text is null or u.state = $1)
              order by u.updated_at desc, u.unit_id
              limit $2",
         )
-        .bind(state.as_str())
+        .bind(state.map(UnitState::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)

@@ -10,6 +10,7 @@ mod backfill;
 mod batch_properties;
 mod bigquery;
 mod breakers;
+mod console;
 mod crash;
 mod hostile_input;
 mod intake;
