@@ -93,19 +93,17 @@ async fn killed_mid_attempt_and_restarted_every_unit_lands_exactly_once(pool: Pg
             .unwrap();
         batch_ids.push(view["batch_id"].as_str().unwrap().to_owned());
     }
-    // Kill it while an attempt is in flight (replaces take 1 s, one at a time per table).
-    assert_eq!(
-        attempts_in_flight(&pool).await,
-        1,
-        "an attempt is in flight"
-    );
+    // Kill it while a statement is in flight (replaces take 1 s, one statement at a time
+    // per table; the four games may share it).
+    let in_flight = attempts_in_flight(&pool).await;
+    assert!(in_flight >= 1, "an attempt is in flight");
     child.kill().unwrap(); // SIGKILL: no drain, no goodbye
     child.wait().unwrap();
     let stranded: i64 = sqlx::query_scalar("select count(*) from jobs where state = 'running'")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(stranded, 1, "the killed attempt left its claim behind");
+    assert!(stranded >= 1, "the killed attempt left its claim behind");
 
     let mut child = start(&url, port);
     wait_ready(&client, &base).await;
@@ -148,9 +146,29 @@ async fn killed_mid_attempt_and_restarted_every_unit_lands_exactly_once(pool: Pg
         .await
         .unwrap();
     assert_eq!(
-        rescued, 1,
-        "the stranded job was claimed again after its lease expired"
+        rescued, stranded,
+        "the stranded jobs were claimed again after their lease expired"
     );
+    // Each unit's history shows the killed attempt, pointing at the statement it was in,
+    // and that statement was settled (it never landed: the emulator died with it) before
+    // the next one was sent.
+    let lost: Vec<(i32, Option<i64>)> =
+        sqlx::query_as("select attempt, statement_id from attempts where outcome = 'lost'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(lost.len() as i64, stranded, "{lost:?}");
+    assert!(
+        lost.iter().all(|(attempt, s)| *attempt == 1 && s.is_some()),
+        "{lost:?}"
+    );
+    let unsettled: i64 = sqlx::query_scalar(
+        "select count(*) from statements where state in ('sent', 'running', 'unknown')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unsettled, 0, "every statement's fate is known");
 }
 
 #[sqlx::test]
