@@ -10,6 +10,7 @@
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `GET /metrics` | [`metrics`] |
 //! | `GET /v1/units?state=` | [`units`] |
+//! | `GET /v1/runs`, `GET /v1/runs/{run}` | [`runs`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
@@ -27,6 +28,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod runs;
 pub mod units;
 
 use std::sync::Arc;
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(breakers::router())
         .merge(operator::router())
         .merge(units::router())
+        .merge(runs::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router());

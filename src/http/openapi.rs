@@ -40,6 +40,8 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::batches::create,
         super::batches::show,
         super::units::list,
+        super::runs::show,
+        super::runs::list,
         super::conflicts::unresolved,
         super::conflicts::summary,
         super::conflicts::show,

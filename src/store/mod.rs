@@ -9,7 +9,8 @@
 //! - [`breakers`]: the circuit breakers shared by every replica;
 //! - [`alerts`]: the alert outbox, written in the transaction of the event it reports;
 //! - [`operator`]: operator actions on conflicts and units, and conflicts reported by
-//!   processors themselves.
+//!   processors themselves;
+//! - [`runs`]: backfill runs' progress and reports.
 
 pub mod alerts;
 pub mod batches;
@@ -18,6 +19,7 @@ pub mod conflicts;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
+pub mod runs;
 pub mod units;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
