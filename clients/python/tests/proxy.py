@@ -28,7 +28,7 @@ class Seen:
 class Proxy:
     """The proxy's script and record. ``faults`` are consumed in order by requests whose
     method and path prefix match: ``"drop"`` forwards then closes without answering; an
-    ``int`` answers that status without forwarding."""
+    ``int`` answers that status without forwarding; ``"pass"`` forwards as usual."""
 
     upstream: str
     url: str = ""
