@@ -111,6 +111,7 @@ def start(
         "STREAMGUARD_POLL_INTERVAL": "100ms",
         "STREAMGUARD_EMULATOR_BUFFER": "1s",
         "STREAMGUARD_MAX_ROWS": str(MAX_ROWS),
+        "STREAMGUARD_BREAKER_OPEN_FOR": "2s",
         "STREAMGUARD_LOG_FORMAT": "text",
     }
     env.pop("STREAMGUARD_TOKENS_FILE", None)
