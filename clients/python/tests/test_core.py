@@ -49,3 +49,19 @@ def test_keys_come_from_content_and_parts_of_a_split_get_their_own() -> None:
     assert _core.part_body(mine, part, whole=True)["idempotency_key"] == "day-1"
     split_key = _core.part_body(mine, part, whole=False)["idempotency_key"]
     assert split_key.startswith("day-1.") and len(split_key) == len("day-1.") + 24
+
+
+def test_service_times_parse_with_any_fraction() -> None:
+    import datetime as dt
+
+    from streamguard.models import _time
+
+    utc = dt.timezone.utc
+    assert _time("2026-01-25T09:14:03Z") == dt.datetime(2026, 1, 25, 9, 14, 3, tzinfo=utc)
+    assert _time("2026-01-25T09:14:03.5Z") == dt.datetime(2026, 1, 25, 9, 14, 3, 500000, tzinfo=utc)
+    assert _time("2026-01-25T09:14:03.123456789Z") == dt.datetime(
+        2026, 1, 25, 9, 14, 3, 123456, tzinfo=utc
+    )
+    assert _time("2026-01-25T09:14:03.123+01:00") == dt.datetime(
+        2026, 1, 25, 8, 14, 3, 123000, tzinfo=utc
+    )

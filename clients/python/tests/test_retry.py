@@ -16,7 +16,7 @@ FAST = RetryPolicy(retries=3, base=0.01, cap=0.05)
 
 
 def test_a_dropped_answer_is_retried_with_the_same_key_and_replays(
-    service: Service, names: tuple[str, str]
+    service: Service, names: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     processor, table = names
     with proxies.running(service.url) as proxy:
@@ -37,6 +37,7 @@ def test_a_dropped_answer_is_retried_with_the_same_key_and_replays(
     assert posts[0].upstream_status == 200 and result.batch_ids == [first["batch_id"]]
     assert result.replayed, "the second POST replayed the batch the first one made"
     assert len(service.table_rows(table)) == 3
+    assert "POST /v1/batches: RemoteProtocolError; retry 1 of 3" in caplog.text
 
 
 def test_unavailable_and_bad_gateway_are_retried(service: Service, names: tuple[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from typing import Any
 
 from ._encoding import NaiveDatetime, encode_rows, encode_value
 from .errors import PayloadTooLarge, StreamguardError, ValidationError
+
+logger = logging.getLogger("streamguard")
 
 #: Statuses retried with backoff: rate limited, and a proxy or the service unavailable.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -46,6 +49,22 @@ class RetryPolicy:
         ceiling = min(self.cap, self.base * (2**retry))
         jittered = random.uniform(ceiling / 2, ceiling)
         return max(jittered, retry_after or 0.0)
+
+
+def log_retry(
+    method: str, path: str, cause: str, attempt: int, policy: RetryPolicy, delay: float
+) -> None:
+    """Logs a retry on the ``streamguard`` logger (WARNING): what failed and when it is tried
+    again."""
+    logger.warning(
+        "%s %s: %s; retry %d of %d in %.2f s (same request, same idempotency key)",
+        method,
+        path,
+        cause,
+        attempt + 1,
+        policy.retries,
+        delay,
+    )
 
 
 def retry_after(value: str | None) -> float | None:

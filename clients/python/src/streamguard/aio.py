@@ -113,17 +113,19 @@ class AsyncClient:
                 safe = idempotent or isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
                 if not safe or attempt >= self.retry.retries:
                     raise
-                await self._sleep(self.retry.delay(attempt))
+                delay = self.retry.delay(attempt)
+                _core.log_retry(method, path, type(e).__name__, attempt, self.retry, delay)
+                await self._sleep(delay)
                 attempt += 1
                 continue
             status = response.status_code
             retryable = status in _core.RETRY_STATUSES and (idempotent or status in (429, 503))
             if retryable and attempt < self.retry.retries:
-                await self._sleep(
-                    self.retry.delay(
-                        attempt, _core.retry_after(response.headers.get("retry-after"))
-                    )
+                delay = self.retry.delay(
+                    attempt, _core.retry_after(response.headers.get("retry-after"))
                 )
+                _core.log_retry(method, path, str(status), attempt, self.retry, delay)
+                await self._sleep(delay)
                 attempt += 1
                 continue
             if status >= 400:

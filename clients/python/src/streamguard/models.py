@@ -7,6 +7,7 @@ values (strings for dates, as the rows gave them).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,16 @@ from typing import Any
 WAITING_STATES = frozenset({"pending", "deferred"})
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
 def _time(value: Any) -> dt.datetime | None:
+    """An RFC 3339 time as the service writes it (``Z``, 0 to 9 fractional digits), which
+    ``fromisoformat`` of Python 3.10 does not all take: the fraction is cut to microseconds."""
     if value is None:
         return None
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), str(value), count=1)
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _required_time(value: Any) -> dt.datetime:
