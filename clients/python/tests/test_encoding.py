@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from conftest import Service
 
-from streamguard import Client, EncodingError, encode_value
-from streamguard._encoding import NaiveDatetime
+from streamguard import Client, EncodingError, NaiveDatetime, encode_value
 
 UTC = dt.timezone.utc
 CET = dt.timezone(dt.timedelta(hours=1))

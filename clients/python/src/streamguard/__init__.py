@@ -13,7 +13,7 @@ the exceptions of :mod:`streamguard.errors`; results the dataclasses of
 """
 
 from ._core import RetryPolicy
-from ._encoding import EncodingError, encode_rows, encode_value
+from ._encoding import EncodingError, NaiveDatetime, encode_rows, encode_value
 from ._version import __version__
 from .aio import AsyncClient
 from .client import Client
@@ -55,6 +55,7 @@ __all__ = [
     "EncodingError",
     "FieldError",
     "Forbidden",
+    "NaiveDatetime",
     "NotFound",
     "PayloadTooLarge",
     "ReplaceResult",
