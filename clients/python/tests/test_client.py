@@ -50,6 +50,7 @@ def test_the_same_content_twice_replays_the_first_batch(
 
     assert again.batch_ids == first.batch_ids
     assert again.replayed and not first.replayed
+    assert client.wait(again, timeout=30, poll=0.1).replayed, "wait keeps what the POST said"
     mine = client.replace(table, rows, "game_id", "game_date", idempotency_key="mine-1")
     assert mine.batch_ids != first.batch_ids
 

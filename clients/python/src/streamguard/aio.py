@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -228,7 +229,13 @@ class AsyncClient:
 
         async def read() -> ReplaceResult | Batch:
             found = tuple([await self.batch(i) for i in ids])
-            return ReplaceResult(found) if isinstance(batch, ReplaceResult) else found[0]
+            if isinstance(batch, ReplaceResult):
+                # Keep what the POST said: whether each batch was a replay.
+                marks = {b.batch_id: b.replayed for b in batch.batches}
+                return ReplaceResult(
+                    tuple(dataclasses.replace(b, replayed=marks[b.batch_id]) for b in found)
+                )
+            return found[0]
 
         return await self._follow(read, _done, timeout, poll, on_progress, "batch")
 

@@ -9,6 +9,7 @@ makes a second batch.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -267,7 +268,13 @@ class Client:
 
         def read() -> ReplaceResult | Batch:
             found = tuple(self.batch(i) for i in ids)
-            return ReplaceResult(found) if isinstance(batch, ReplaceResult) else found[0]
+            if isinstance(batch, ReplaceResult):
+                # Keep what the POST said: whether each batch was a replay.
+                marks = {b.batch_id: b.replayed for b in batch.batches}
+                return ReplaceResult(
+                    tuple(dataclasses.replace(b, replayed=marks[b.batch_id]) for b in found)
+                )
+            return found[0]
 
         return self._follow(read, _done, timeout, poll, on_progress, "batch")
 
