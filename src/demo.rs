@@ -88,6 +88,12 @@ pub struct Report {
     pub breaker_trips: usize,
     /// Times it closed again after a probe landed.
     pub breaker_recoveries: usize,
+    /// Attempts spent on the run's units.
+    pub attempts: usize,
+    /// Warehouse statements (query jobs) spent on them: one carries many games.
+    pub statements: usize,
+    /// The run the backfill's batches name (`GET /v1/runs/{run}`).
+    pub run: String,
     /// Wall time from the first POST to the last unit settling.
     pub elapsed: Duration,
 }
@@ -113,11 +119,11 @@ impl std::fmt::Display for Report {
         let rows = [
             ("games posted (one write unit each)", self.files.to_string()),
             (
-                "  landed on attempt 1",
+                "  landed, never blocked",
                 self.loaded_first_attempt.to_string(),
             ),
             (
-                "  refused at least once (conflict)",
+                "  blocked at least once (conflict)",
                 self.deferred.to_string(),
             ),
             (
@@ -137,8 +143,15 @@ impl std::fmt::Display for Report {
             ("rows missing", self.missing_rows.to_string()),
             ("breaker trips", self.breaker_trips.to_string()),
             ("breaker recoveries", self.breaker_recoveries.to_string()),
+            ("attempts", self.attempts.to_string()),
+            ("warehouse statements", self.statements.to_string()),
+            (
+                "statements per game",
+                format!("{:.2}", self.statements as f64 / self.files.max(1) as f64),
+            ),
             ("elapsed", format!("{:.1}s", self.elapsed.as_secs_f64())),
         ];
+        writeln!(f, "run {:?} (GET /v1/runs/{{run}})", self.run)?;
         let line = "+------------------------------------+----------+";
         writeln!(f, "{line}")?;
         for (name, value) in rows {
@@ -270,6 +283,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let games = games(args.games, buffered, args.start_date);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let processor = format!("{PROCESSOR}_{run_id}");
+    let run = format!("demo backfill {run_id}");
 
     print(format!(
         "streaming {} games' rows through insertAll ({} still buffered for {})",
@@ -320,6 +334,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             "partition_column": "game_date",
             "rows": box_score(game, args.players, "backfill"),
             "idempotency_key": format!("demo-{run_id}-{}", game.game_id),
+            "run": run,
         });
         let response = reach
             .post(&format!("{base}/v1/batches"), &body, &mut print)
@@ -332,7 +347,6 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     }
 
     let mut last: HashMap<String, String> = HashMap::new();
-    let mut ever_deferred: HashMap<String, bool> = HashMap::new();
     let mut held: HashMap<String, bool> = HashMap::new();
     let mut final_states: BTreeMap<String, (String, i64)> = BTreeMap::new();
     loop {
@@ -379,9 +393,6 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
             // Deferred without an attempt: held by the open breaker, or — with a conflict —
             // known to be blocked because its partition was just refused (a hold).
             let by_breaker = state == "deferred" && attempts == 0 && unit["conflict_id"].is_null();
-            if state == "deferred" && !by_breaker {
-                ever_deferred.insert(game_id.clone(), true);
-            }
             if by_breaker {
                 held.insert(game_id.clone(), true);
             }
@@ -441,16 +452,23 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
         elapsed,
         ..Report::default()
     };
-    for (game_id, (state, attempts)) in &final_states {
-        let deferred = ever_deferred.get(game_id).copied().unwrap_or(false) || *attempts > 1;
-        match state.as_str() {
-            "loaded" if *attempts == 1 && !deferred => report.loaded_first_attempt += 1,
-            "loaded" => report.resolved_by_retry += 1,
-            "unresolved" => report.unresolved += 1,
-            _ => report.failed += 1,
-        }
-        report.deferred += usize::from(deferred);
-    }
+    // The figures of the final table come from the service's own report of the run.
+    let mut run_url = reqwest::Url::parse(&format!("{base}/v1/runs/"))?;
+    run_url
+        .path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--url {base} cannot hold a path"))?
+        .pop_if_empty()
+        .push(&run);
+    let totals = reach.get(run_url.as_str(), &mut print).await?;
+    let figure = |name: &str| totals[name].as_u64().unwrap_or(0) as usize;
+    report.loaded_first_attempt = figure("loaded_first_attempt");
+    report.deferred = figure("deferred");
+    report.resolved_by_retry = figure("resolved_by_retry");
+    report.unresolved = figure("unresolved");
+    report.failed = figure("failed") + totals["units"]["cancelled"].as_u64().unwrap_or(0) as usize;
+    report.attempts = figure("attempts");
+    report.statements = figure("statements");
+    report.run = run;
     report.held_by_breaker = held.len();
     let transitions = reach
         .get(&format!("{base}/v1/breakers/{processor}"), &mut print)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
+use super::run::RunName;
 
 /// At most this many problems are reported for one refused batch.
 pub const MAX_REPORTED_ERRORS: usize = 20;
@@ -61,6 +62,16 @@ pub struct BatchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[!-~]{1,255}$")]
     pub idempotency_key: Option<String>,
+    /// The backfill run this batch belongs to, e.g. `bdl_boxscores backfill 2026-01-24`
+    /// (`GET /v1/runs/{run}` reports on it). 1 to 200 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$",
+        example = "bdl_boxscores backfill 2026-01-24"
+    )]
+    pub run: Option<String>,
 }
 
 /// A BigQuery column name as the OpenAPI document describes it: letters, digits and
@@ -160,6 +171,8 @@ pub struct ValidatedBatch {
     pub partition_column: Option<ColumnName>,
     /// Caller's idempotency key.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The backfill run it belongs to.
+    pub run: Option<RunName>,
     /// The write units, in order of first appearance in the request.
     pub units: Vec<NewUnit>,
 }
@@ -279,6 +292,10 @@ impl BatchRequest {
                 .ok(),
             None => None,
         };
+        let run = match &self.run {
+            Some(r) => RunName::parse(r).map_err(|e| errors.push("/run", e)).ok(),
+            None => None,
+        };
         let key_columns = self.key_columns(limits, &mut errors);
         let partition_column = match &self.partition_column {
             Some(p) if !name_fits(p, "/partition_column", limits, &mut errors) => None,
@@ -334,6 +351,7 @@ impl BatchRequest {
                 key_columns,
                 partition_column,
                 idempotency_key,
+                run,
                 units,
             }),
             _ => Err(errors.0),

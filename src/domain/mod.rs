@@ -9,10 +9,12 @@ pub mod lifecycle;
 pub mod names;
 pub mod raw_json;
 pub mod retry;
+pub mod run;
 pub mod unit;
 
 pub use batch::{BatchRequest, FieldError, NewUnit, ValidatedBatch};
 pub use conflict::{ConflictType, ErrorClass, ResolutionMethod};
 pub use names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
 pub use retry::RetryPolicy;
+pub use run::RunName;
 pub use unit::UnitState;

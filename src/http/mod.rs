@@ -13,6 +13,7 @@
 //! | `GET /v1/conflicts` (filtered, cursor-paged list) | [`conflicts`] |
 //! | `GET /v1/overview` | [`overview`] |
 //! | `GET /`, `GET /console/...` (the operator console page) | [`console`] |
+//! | `GET /v1/runs`, `GET /v1/runs/{run}` | [`runs`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod overview;
+pub mod runs;
 pub mod units;
 
 use std::sync::Arc;
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(breakers::router())
         .merge(operator::router())
         .merge(units::router())
+        .merge(runs::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())

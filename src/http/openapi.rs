@@ -43,6 +43,8 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::conflicts::list,
         super::overview::overview,
         super::overview::me,
+        super::runs::show,
+        super::runs::list,
         super::conflicts::unresolved,
         super::conflicts::summary,
         super::conflicts::show,

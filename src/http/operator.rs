@@ -351,6 +351,7 @@ pub(crate) async fn report(
                 rows: rows.clone(),
                 delete_keys: Vec::new(),
                 idempotency_key: body.idempotency_key.clone(),
+                run: None,
             };
             let batch = request
                 .validate(&BatchLimits::default())

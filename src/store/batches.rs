@@ -32,6 +32,7 @@ pub struct Intake {
     "processor_name": "bdl_boxscores_processor",
     "table": "nba-props-platform.nba_raw.bdl_player_boxscores",
     "created_at": "2026-01-25T09:14:03Z",
+    "run": "bdl_boxscores backfill 2026-01-24",
     "units": [{
         "unit_id": "0c4a9e2f-7b1d-4e3a-8c5f-1a2b3c4d5e6f",
         "key": {"game_id": "20260124_LAL_BOS"},
@@ -53,6 +54,8 @@ pub struct BatchView {
     pub table: String,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
+    /// The backfill run it belongs to (`GET /v1/runs/{run}`), or `null`.
+    pub run: Option<String>,
     /// Its write units, in order of first appearance in the request.
     pub units: Vec<UnitView>,
 }
@@ -141,8 +144,8 @@ impl Store {
             .await?;
         let batch_id = Uuid::new_v4();
         let inserted: Option<Uuid> = sqlx::query_scalar(
-            "insert into batches (batch_id, processor_name, table_ref, key_columns, partition_column, idempotency_key, payload_hash)
-             values ($1, $2, $3, $4, $5, $6, $7)
+            "insert into batches (batch_id, processor_name, table_ref, key_columns, partition_column, idempotency_key, payload_hash, run)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)
              on conflict on constraint batches_idempotency_key_unique do nothing
              returning batch_id",
         )
@@ -153,6 +156,7 @@ impl Store {
         .bind(batch.partition_column.as_ref().map(|c| c.as_str().to_owned()))
         .bind(batch.idempotency_key.as_ref().map(|k| k.as_str().to_owned()))
         .bind(payload_hash)
+        .bind(batch.run.as_ref().map(|r| r.as_str().to_owned()))
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -252,13 +256,13 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn batch(&self, batch_id: Uuid) -> Result<Option<BatchView>, Error> {
-        let head: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
-            "select processor_name, table_ref, created_at from batches where batch_id = $1",
+        let head: Option<(String, String, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+            "select processor_name, table_ref, created_at, run from batches where batch_id = $1",
         )
         .bind(batch_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((processor_name, table, created_at)) = head else {
+        let Some((processor_name, table, created_at, run)) = head else {
             return Ok(None);
         };
         let units = sqlx::query_as(
@@ -273,6 +277,7 @@ impl Store {
             processor_name,
             table,
             created_at,
+            run,
             units,
         }))
     }

@@ -11,7 +11,8 @@
 //! - [`breakers`]: the circuit breakers shared by every replica;
 //! - [`alerts`]: the alert outbox, written in the transaction of the event it reports;
 //! - [`operator`]: operator actions on conflicts and units, and conflicts reported by
-//!   processors themselves.
+//!   processors themselves;
+//! - [`runs`]: backfill runs' progress and reports.
 
 pub mod alerts;
 pub mod batches;
@@ -22,6 +23,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod operator;
 pub mod record;
+pub mod runs;
 pub mod statements;
 pub mod units;
 

@@ -17,6 +17,7 @@ mod intake;
 mod openapi;
 mod operator;
 mod ordering;
+mod runs;
 mod scheduling;
 mod shutdown;
 mod store;
