@@ -8,10 +8,12 @@ pub mod conflict;
 pub mod names;
 pub mod raw_json;
 pub mod retry;
+pub mod schema;
 pub mod unit;
 
 pub use batch::{BatchRequest, FieldError, NewUnit, ValidatedBatch};
 pub use conflict::{ConflictType, ErrorClass, ResolutionMethod};
 pub use names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
 pub use retry::RetryPolicy;
+pub use schema::TableSchema;
 pub use unit::UnitState;
