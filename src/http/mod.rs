@@ -11,6 +11,7 @@
 //! | `GET /metrics` | [`metrics`] |
 //! | `GET /v1/units?state=` | [`units`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
+//! | `POST /emulator/tables`, `GET /emulator/tables/{table}` | [`emulator_tables`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
 //! Every route sits behind [`auth::authorize`] (bearer tokens with scopes; the table of
@@ -21,6 +22,7 @@ pub mod batches;
 pub mod breakers;
 pub mod conflicts;
 pub mod emulator;
+pub mod emulator_tables;
 mod error;
 pub mod extract;
 pub mod health;

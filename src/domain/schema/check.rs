@@ -84,32 +84,48 @@ impl TableSchema {
     /// partition filter), every row, every delete key's values. Pointers are into the
     /// `POST /v1/batches` body; at most [`MAX_REPORTED_ERRORS`] problems.
     pub fn check_batch(&self, batch: &BatchRequest) -> Vec<Problem> {
+        self.check_parts(
+            &batch.key_columns,
+            batch.partition_column.as_deref(),
+            &batch.rows,
+            &batch.delete_keys,
+        )
+    }
+
+    /// [`check_batch`](Self::check_batch) over the parts of a batch (or of a write unit).
+    pub fn check_parts(
+        &self,
+        key_columns: &[String],
+        partition_column: Option<&str>,
+        rows: &[Value],
+        delete_keys: &[Value],
+    ) -> Vec<Problem> {
         let mut out = Out {
             problems: Vec::new(),
             max: MAX_REPORTED_ERRORS,
         };
-        for (i, name) in batch.key_columns.iter().enumerate() {
+        for (i, name) in key_columns.iter().enumerate() {
             self.check_identity_column(name, &format!("/key_columns/{i}"), "key", &mut out);
         }
-        self.check_partition_column(batch.partition_column.as_deref(), &mut out);
-        for (i, row) in batch.rows.iter().enumerate() {
+        self.check_partition_column(partition_column, &mut out);
+        for (i, row) in rows.iter().enumerate() {
             if out.full() {
                 break;
             }
             check_row(&self.fields, row, &format!("/rows/{i}"), &mut out);
         }
-        let identity: Vec<&String> = batch
-            .key_columns
+        let identity: Vec<&str> = key_columns
             .iter()
-            .chain(&batch.partition_column)
+            .map(String::as_str)
+            .chain(partition_column)
             .collect();
-        for (i, entry) in batch.delete_keys.iter().enumerate() {
+        for (i, entry) in delete_keys.iter().enumerate() {
             let Value::Object(object) = entry else {
                 continue;
             };
             for (name, value) in object {
                 let field = find(&self.fields, name);
-                if let (true, Some(field)) = (identity.contains(&name), field) {
+                if let (true, Some(field)) = (identity.contains(&name.as_str()), field) {
                     if field.supports_equality() && !value.is_null() {
                         check_value(
                             field,

@@ -265,6 +265,29 @@ pub struct TableSchema {
     pub clustering: Vec<String>,
 }
 
+/// Whether intake checked a batch's rows against the table's schema, on the batch's
+/// answer (`schema_check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "unchecked", "detail": "the schema of nba-props-platform.nba_raw.bdl_player_boxscores could not be read (cannot reach BigQuery); the rows were accepted unchecked and are checked at the first attempt"}))]
+pub struct SchemaCheck {
+    /// `checked`: every row fits the table's schema. `unchecked`: the schema could not be
+    /// read (or the table has none yet); the batch was accepted and the first attempt
+    /// checks it.
+    pub status: SchemaCheckStatus,
+    /// What was checked, or why not.
+    pub detail: String,
+}
+
+/// See [`SchemaCheck::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaCheckStatus {
+    /// Checked against the table's schema; nothing wrong.
+    Checked,
+    /// Not checked: the schema could not be read, or the table has none yet.
+    Unchecked,
+}
+
 /// Finds a field by name, case-insensitively (BigQuery column names are).
 pub fn find<'a>(fields: &'a [Field], name: &str) -> Option<&'a Field> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
