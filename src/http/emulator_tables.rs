@@ -161,7 +161,7 @@ pub(crate) async fn declare(
     }
     match emulator(&state)?.declare(&table, &schema).await {
         Ok(()) => {}
-        Err(DeclareError::AlreadyExists(message)) => return Err(Error::Conflict(message)),
+        Err(e @ DeclareError::AlreadyExists(_)) => return Err(Error::Conflict(e.to_string())),
         Err(DeclareError::RowsDoNotFit(problems)) => {
             return Err(Error::Unprocessable {
                 detail: "rows the table already holds do not fit this schema (pointers index the table's rows in insertion order); nothing was changed".into(),

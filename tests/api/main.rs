@@ -17,5 +17,6 @@ mod openapi;
 mod operator;
 mod ordering;
 mod scheduling;
+mod schema;
 mod shutdown;
 mod store;
