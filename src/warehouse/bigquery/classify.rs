@@ -257,6 +257,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_html_413_from_googles_front_end_is_permanent_and_says_why() {
+        let c = http(
+            413,
+            "<!DOCTYPE html><html><title>Error 413 (Request Entity Too Large)!!1</title></html>",
+        );
+        assert_eq!(class_of(&c), ErrorClass::Permanent);
+        let m = message_of(&c);
+        assert!(
+            m.contains("HTTP 413") && m.contains("10 MB") && m.contains("Request Entity Too Large"),
+            "{m}"
+        );
+        // Other undecodable answers stay transient: their outcome is unknown.
+        assert_eq!(
+            class_of(&http(502, "<html>Bad Gateway</html>")),
+            ErrorClass::Transient
+        );
+    }
+
     /// A BigQuery error body in the shape of bigquery-facts B7.
     fn body(code: u16, reason: &str, message: &str, status: &str) -> String {
         serde_json::json!({"error": {"code": code, "message": message,
