@@ -9,8 +9,9 @@
 //! a REQUIRED column is present and not null; a REPEATED column is an array (a null one is
 //! stored as empty) without NULL elements; a RECORD is an object checked the same way,
 //! to any depth; each scalar is a spelling its type accepts ([`values`](super::values)).
-//! A batch also needs key and partition columns that exist and that GoogleSQL can compare
-//! for equality (not JSON, GEOGRAPHY, STRUCT or ARRAY), and, when the table requires a
+//! A batch also needs key and partition columns that exist, that GoogleSQL can compare
+//! for equality (not JSON, GEOGRAPHY or ARRAY) and that hold one value (not a STRUCT),
+//! and, when the table requires a
 //! partition filter, its partitioning column as the batch's `partition_column`.
 
 use serde_json::{Map, Value};
@@ -126,7 +127,7 @@ impl TableSchema {
             for (name, value) in object {
                 let field = find(&self.fields, name);
                 if let (true, Some(field)) = (identity.contains(&name.as_str()), field) {
-                    if field.supports_equality() && !value.is_null() {
+                    if field.can_be_key() && !value.is_null() {
                         check_value(
                             field,
                             value,
@@ -147,7 +148,12 @@ impl TableSchema {
                 format!("the table has no column `{name}` to use as the {role} column"),
                 format!("Unrecognized name: {name}"),
             ),
-            Some(f) if !f.supports_equality() => {
+            Some(f) if f.field_type == FieldType::Record && !f.is_repeated() => out.push(
+                pointer.to_owned(),
+                format!("`{name}` is a STRUCT (RECORD); a key is a single value (a string, number or boolean), which a STRUCT never equals; choose a {role} column of type STRING, INT64, DATE, TIMESTAMP, DATETIME, BOOL, NUMERIC or BYTES"),
+                format!("No matching signature for operator IN UNNEST for argument types: {}, ARRAY<STRING>", f.type_text()),
+            ),
+            Some(f) if !f.can_be_key() => {
                 let t = f.type_text();
                 out.push(
                     pointer.to_owned(),

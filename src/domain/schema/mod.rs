@@ -126,15 +126,13 @@ impl FieldType {
     }
 
     /// Whether GoogleSQL can compare two values of this type with `=` (and so `IN
-    /// UNNEST(@keys)`): not JSON, GEOGRAPHY, STRUCT or unknown types
-    /// (<https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#data_type_properties>,
-    /// "Groupable"/"Comparable"; ZetaSQL refuses `IN UNNEST` over them: "First argument to
-    /// IN UNNEST of type JSON does not support equality comparison").
+    /// UNNEST(@keys)`): not JSON, GEOGRAPHY or unknown types
+    /// (<https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#data_type_properties>;
+    /// ZetaSQL refuses `IN UNNEST` over them: "First argument to IN UNNEST of type JSON
+    /// does not support equality comparison"). A STRUCT compares field by field (the
+    /// adapter's composite keys rely on it; ZetaSQL accepts it).
     pub fn supports_equality(&self) -> bool {
-        !matches!(
-            self,
-            Self::Json | Self::Geography | Self::Record | Self::Other(_)
-        )
+        !matches!(self, Self::Json | Self::Geography | Self::Other(_))
     }
 }
 
@@ -195,7 +193,8 @@ impl Field {
         self.mode == Mode::Repeated
     }
 
-    /// The column's type as GoogleSQL writes it, e.g. `ARRAY<STRING>`, `NUMERIC(10, 2)`.
+    /// The column's type as GoogleSQL writes it, e.g. `ARRAY<STRING>`, `NUMERIC(10, 2)`,
+    /// `STRUCT<minutes FLOAT64>`.
     pub fn type_text(&self) -> String {
         let base = match (
             &self.field_type,
@@ -203,7 +202,14 @@ impl Field {
             self.scale,
             self.max_length,
         ) {
-            (FieldType::Record, ..) => "STRUCT".to_owned(),
+            (FieldType::Record, ..) => format!(
+                "STRUCT<{}>",
+                self.fields
+                    .iter()
+                    .map(|f| format!("{} {}", f.name, f.type_text()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             (t, Some(p), Some(s), _) => format!("{}({p}, {s})", t.sql_name()),
             (t, Some(p), None, _) => format!("{}({p})", t.sql_name()),
             (t, _, _, Some(l)) => format!("{}({l})", t.sql_name()),
@@ -216,10 +222,17 @@ impl Field {
         }
     }
 
-    /// Whether GoogleSQL can compare values of this column for equality (a key or
-    /// partition column must): a REPEATED column is an ARRAY, which it cannot.
+    /// Whether GoogleSQL can compare values of this column for equality: a REPEATED
+    /// column is an ARRAY, which it cannot.
     pub fn supports_equality(&self) -> bool {
         !self.is_repeated() && self.field_type.supports_equality()
+    }
+
+    /// Whether the column can be a key or partition column: comparable for equality and
+    /// a single value (a batch's key values are strings, numbers or booleans, so a RECORD
+    /// can never match one).
+    pub fn can_be_key(&self) -> bool {
+        self.supports_equality() && self.field_type != FieldType::Record
     }
 }
 

@@ -453,6 +453,12 @@ fn batches_need_comparable_key_columns_and_the_required_partition_column() {
         problems[1].bigquery,
         "First argument to IN UNNEST of type GEOGRAPHY does not support equality comparison"
     );
+    // A STRUCT compares field by field, but never equals a single key value (ZetaSQL's
+    // words for it).
+    assert_eq!(
+        problems[2].bigquery,
+        "No matching signature for operator IN UNNEST for argument types: STRUCT<minutes FLOAT64, plus_minus INT64>, ARRAY<STRING>"
+    );
     assert!(
         problems[3].detail.contains("ARRAY<STRING>"),
         "{}",
