@@ -147,12 +147,7 @@ pub(crate) async fn declare(
         }
     }
     let schema: TableSchema = serde_path_to_error::deserialize(resource).map_err(|e| {
-        let path = e.path().to_string();
-        let pointer = if path == "." {
-            String::new()
-        } else {
-            format!("/{}", path.replace('.', "/"))
-        };
+        let pointer = super::extract::pointer(e.path());
         invalid(vec![FieldError::new(pointer, e.into_inner().to_string())])
     })?;
     let errors = schema.validate();

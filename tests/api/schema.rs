@@ -212,6 +212,12 @@ async fn the_issues_cases_answer_422_with_their_pointer_against_the_emulator(poo
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     assert_eq!(bad["errors"][0]["pointer"], "/timePartitioning/field");
+    let (status, bad) = app
+        .post("/emulator/tables", &json!({"tableReference": {"projectId": "nba-props-platform", "datasetId": "nba_raw", "tableId": "other"},
+            "schema": {"fields": [{"name": "d", "type": "STRING"}, {"name": "e", "type": "STRING", "mode": "SOMETIMES"}]}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert_eq!(bad["errors"][0]["pointer"], "/schema/fields/1", "{bad}");
     app.stop().await;
 }
 
