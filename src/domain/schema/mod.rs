@@ -335,3 +335,5 @@ impl TableSchema {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod value_tests;
