@@ -13,7 +13,7 @@ use super::extract::{Json as ApiJson, Path};
 use super::{AppState, Error, Result};
 use crate::domain::{ColumnName, FieldError, TableRef};
 use crate::warehouse::emulator::{BufferTime, Emulator, StoredRow};
-use crate::warehouse::emulator_tables::InsertAllError;
+use crate::warehouse::emulator_tables::{InsertAllError, SchemaSource};
 
 /// The emulator routes.
 pub fn router() -> Router<AppState> {
@@ -39,7 +39,7 @@ pub struct InsertAllRequest {
 
 /// Answer of insertAll.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "inserted": 26, "buffered_until": "2026-01-25T09:15:00Z"}))]
+#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "inserted": 26, "buffered_until": "2026-01-25T09:15:00Z", "schema_source": "declared"}))]
 pub struct InsertAllResponse {
     /// The table.
     pub table: String,
@@ -47,6 +47,10 @@ pub struct InsertAllResponse {
     pub inserted: usize,
     /// When they leave the buffer.
     pub buffered_until: chrono::DateTime<chrono::Utc>,
+    /// The schema the rows were checked against: `declared` (`POST /emulator/tables`) or
+    /// `inferred` (nobody declared one; inferred from the table's first write, maybe
+    /// this one — see `GET /emulator/tables/{table}`).
+    pub schema_source: SchemaSource,
 }
 
 /// Answer of `GET /emulator/tables/{table}/rows`.
@@ -147,7 +151,7 @@ pub(crate) async fn insert_all(
         });
     }
     let buffer = buffer.and_then(Result::ok);
-    let buffered_until = emulator(&state)?
+    let (buffered_until, schema_source) = emulator(&state)?
         .insert_all(&table, &rows, buffer)
         .await
         .map_err(|e| match e {
@@ -167,6 +171,7 @@ pub(crate) async fn insert_all(
         table: table.to_string(),
         inserted: rows.len(),
         buffered_until,
+        schema_source,
     }))
 }
 

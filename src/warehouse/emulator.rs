@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use super::emulator_tables::{self, InsertAllError};
+use super::emulator_tables::{self, InsertAllError, SchemaSource};
 use super::{Error, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
 use crate::domain::batch::MAX_REPORTED_ERRORS;
 use crate::domain::retry::add_saturating;
@@ -164,7 +164,7 @@ impl Emulator {
     }
 
     /// Streams rows into the table's buffer, as `tabledata.insertAll` would. Returns when
-    /// they leave it. `buffer` overrides the configured residence for this call. The rows
+    /// they leave it, and whether the table's schema was declared or inferred. `buffer` overrides the configured residence for this call. The rows
     /// are checked against the table's schema (inferred from them on the table's first
     /// write); one bad row refuses them all, as insertAll without `skipInvalidRows` does.
     ///
@@ -176,7 +176,7 @@ impl Emulator {
         table: &TableRef,
         rows: &[Map<String, Value>],
         buffer: Option<BufferTime>,
-    ) -> Result<DateTime<Utc>, InsertAllError> {
+    ) -> Result<(DateTime<Utc>, SchemaSource), InsertAllError> {
         let residence = buffer
             .unwrap_or(self.settings.buffer)
             .sample(&mut rand::rng());
@@ -184,7 +184,8 @@ impl Emulator {
         let values = emulator_tables::as_values(rows);
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         ensure_table(&mut tx, table).await?;
-        let schema = emulator_tables::definition_for_write(&mut tx, table, &values).await?;
+        let (schema, source) =
+            emulator_tables::definition_for_write(&mut tx, table, &values).await?;
         let problems = schema.check_rows(&values, "/rows", MAX_REPORTED_ERRORS);
         if !problems.is_empty() {
             return Err(InsertAllError::Refused(problems));
@@ -201,7 +202,7 @@ impl Emulator {
         .await
         .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
-        Ok(until)
+        Ok((until, source))
     }
 
     /// Every row of the table, in insertion order; empty when the table does not exist.
@@ -274,7 +275,7 @@ impl Warehouse for Emulator {
             .map_err(database_error)?;
         // BigQuery analyses a statement before it runs it: a value the table cannot hold,
         // or a key it cannot compare, is refused before any buffered row is looked at.
-        let schema =
+        let (schema, _) =
             emulator_tables::definition_for_write(&mut tx, table, &emulator_tables::sample(units))
                 .await?;
         let problems = emulator_tables::check_units(&schema, units);

@@ -174,9 +174,9 @@ async fn load(
     Ok(Some((schema, source)))
 }
 
-/// The definition a write to `table` is checked against, inside the write's transaction
-/// (the table row exists and is locked): the stored one, or one inferred from `sample`
-/// (the rows, or the keys, being written) and stored as `inferred`.
+/// The definition a write to `table` is checked against, and where it came from, inside
+/// the write's transaction (the table row exists): the stored one, or one inferred from
+/// `sample` (the rows, or the keys, being written) and stored as `inferred`.
 ///
 /// # Errors
 /// [`Error::Transient`] when Postgres fails.
@@ -184,9 +184,9 @@ pub(crate) async fn definition_for_write(
     conn: &mut PgConnection,
     table: &TableRef,
     sample: &[Value],
-) -> Result<TableSchema, Error> {
-    if let Some((schema, _)) = load(conn, table).await? {
-        return Ok(schema);
+) -> Result<(TableSchema, SchemaSource), Error> {
+    if let Some(found) = load(conn, table).await? {
+        return Ok(found);
     }
     let schema = TableSchema::infer(sample);
     let definition = serde_json::to_value(&schema).map_err(|e| Error::Permanent {
@@ -206,9 +206,11 @@ pub(crate) async fn definition_for_write(
     .rows_affected();
     if stored == 1 {
         tracing::info!(table = %table, columns = schema.fields.len(), "emulator: no schema was declared; inferred one from the first write (declare one with POST /emulator/tables)");
-        return Ok(schema);
+        return Ok((schema, SchemaSource::Inferred));
     }
-    Ok(load(conn, table).await?.map_or(schema, |(s, _)| s))
+    Ok(load(conn, table)
+        .await?
+        .unwrap_or((schema, SchemaSource::Inferred)))
 }
 
 /// What a replace's inference looks at: every unit's rows, or its key when it has none.

@@ -239,6 +239,15 @@ async fn an_undeclared_emulator_table_infers_its_schema_from_the_first_write_and
     );
     assert_eq!(answer["units"][0]["state"], "loaded", "{answer}");
 
+    // insertAll says which schema it checked against, too.
+    let (status, streamed) = app
+        .post(
+            &format!("/emulator/tables/{TABLE}/insertAll"),
+            &json!({"rows": [row(json!({"game_id": "20260125_MIA_NYK"}))], "buffer": "0s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{streamed}");
+    assert_eq!(streamed["schema_source"], "inferred");
     let (status, table) = app.get(&format!("/emulator/tables/{TABLE}")).await;
     assert_eq!(status, StatusCode::OK, "{table}");
     assert_eq!(table["schema_source"], "inferred");
