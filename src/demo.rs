@@ -232,7 +232,8 @@ pub fn box_score(game: &Game, players: usize, version: &str) -> Vec<Value> {
                     "rebounds": (s / 7) % 15,
                     "assists": (s / 11) % 12,
                     "minutes": format!("{}:{:02}", 10 + (s % 28), s % 60),
-                    "processed_at": Utc::now().to_rfc3339(),
+                    // BigQuery keeps microseconds; more digits would be refused.
+                    "processed_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     "source": version,
                 })
             })
@@ -285,6 +286,7 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let processor = format!("{PROCESSOR}_{run_id}");
     let run = format!("demo backfill {run_id}");
 
+    declare_table(&http, base, &args.table, &mut print).await?;
     print(format!(
         "streaming {} games' rows through insertAll ({} still buffered for {})",
         games.len(),
@@ -653,6 +655,52 @@ async fn breaker(http: &reqwest::Client, base: &str, processor: &str) -> anyhow:
             .await?,
     )
     .await
+}
+
+/// Declares the box-score table the way a user would, with BigQuery's `tables.insert`
+/// body: typed columns, daily partitions on `game_date` that every statement must filter
+/// on, clustered by `game_id`. A table declared by an earlier run is kept (409).
+async fn declare_table(
+    http: &reqwest::Client,
+    base: &str,
+    table: &str,
+    print: &mut impl FnMut(String),
+) -> anyhow::Result<()> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let [project, dataset, table_id] = parts.as_slice() else {
+        bail!("--table must be project.dataset.table, got {table}");
+    };
+    let column =
+        |name: &str, kind: &str, mode: &str| json!({"name": name, "type": kind, "mode": mode});
+    let body = json!({
+        "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table_id},
+        "schema": {"fields": [
+            column("game_id", "STRING", "REQUIRED"), column("game_date", "DATE", "REQUIRED"),
+            column("team_abbr", "STRING", "NULLABLE"), column("player_lookup", "STRING", "REQUIRED"),
+            column("points", "INTEGER", "NULLABLE"), column("rebounds", "INTEGER", "NULLABLE"),
+            column("assists", "INTEGER", "NULLABLE"), column("minutes", "STRING", "NULLABLE"),
+            column("processed_at", "TIMESTAMP", "NULLABLE"), column("source", "STRING", "NULLABLE"),
+        ]},
+        "timePartitioning": {"type": "DAY", "field": "game_date"},
+        "requirePartitionFilter": true,
+        "clustering": {"fields": ["game_id"]},
+    });
+    let url = format!("{base}/emulator/tables");
+    let response = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}: is the service running?"))?;
+    if response.status() == reqwest::StatusCode::CONFLICT {
+        print(format!("table {table} already declared"));
+        return Ok(());
+    }
+    expect_ok(response).await?;
+    print(format!(
+        "declared {table}: 10 typed columns, partitioned by game_date (filter required), clustered by game_id"
+    ));
+    Ok(())
 }
 
 async fn expect_ok(response: reqwest::Response) -> anyhow::Result<Value> {

@@ -10,6 +10,7 @@ pub mod names;
 pub mod raw_json;
 pub mod retry;
 pub mod run;
+pub mod schema;
 pub mod unit;
 
 pub use batch::{BatchRequest, FieldError, NewUnit, ValidatedBatch};
@@ -17,4 +18,5 @@ pub use conflict::{ConflictType, ErrorClass, ResolutionMethod};
 pub use names::{ColumnName, IdempotencyKey, ProcessorName, TableRef};
 pub use retry::RetryPolicy;
 pub use run::RunName;
+pub use schema::TableSchema;
 pub use unit::UnitState;

@@ -22,7 +22,7 @@
 //! | `GET /docs`, `GET /openapi.json` | nothing, or `read` with `STREAMGUARD_DOCS_PUBLIC=false` |
 //! | `GET /metrics` | `read`, or nothing with `STREAMGUARD_METRICS_PUBLIC=true` |
 //! | `POST /v1/batches`, `POST /v1/conflicts` (register a conflict), `POST /v1/conflicts/{id}/attempts` (log a processor's retry) | `write` |
-//! | `POST /emulator/tables/{table}/insertAll` (stream rows in, like a processor) | `write` |
+//! | `POST /emulator/tables/{table}/insertAll` (stream rows in, like a processor), `POST /emulator/tables` (declare a table, like `tables.insert`) | `write` |
 //! | any other `GET` or `HEAD` (batches, conflicts, summaries, breakers, emulator rows) | `read` |
 //! | any other method (operator actions: retry, resolve, force, cancel, breaker changes) | `admin` |
 //!
@@ -305,7 +305,9 @@ pub fn required_access(access: &AccessSettings, method: &Method, path: &str) -> 
         p if read_only && p.starts_with("/console/") => Access::Open,
         "/docs" | "/openapi.json" if read_only && access.docs_public => Access::Open,
         "/metrics" if read_only && access.metrics_public => Access::Open,
-        "/v1/batches" | "/v1/conflicts" if *method == Method::POST => Access::Scope(Scope::Write),
+        "/v1/batches" | "/v1/conflicts" | "/emulator/tables" if *method == Method::POST => {
+            Access::Scope(Scope::Write)
+        }
         p if *method == Method::POST
             && p.starts_with("/v1/conflicts/")
             && p.ends_with("/attempts") =>
@@ -456,6 +458,10 @@ mod tests {
         );
         assert_eq!(
             need(Method::POST, "/emulator/tables/p/insertAll"),
+            Access::Scope(Scope::Write)
+        );
+        assert_eq!(
+            need(Method::POST, "/emulator/tables"),
             Access::Scope(Scope::Write)
         );
         assert_eq!(

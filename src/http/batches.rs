@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
 use super::{AppState, Error, Result};
+use crate::domain::schema::{SchemaCheck, SchemaCheckStatus};
 use crate::domain::{BatchRequest, FieldError};
 use crate::store::batches::BatchView;
 
@@ -46,8 +47,10 @@ pub struct CreateParams {
 
 /// Submit a batch.
 ///
-/// Validates the whole batch (nothing of a bad batch is accepted), stores it with one job
-/// per write unit in one transaction, and answers `202 Accepted` with a `Location`; with
+/// Validates the whole batch (nothing of a bad batch is accepted) and checks every row
+/// against the table's schema (`schema_check` in the answer says whether it could), stores
+/// it with one job per write unit in one transaction, and answers `202 Accepted` with a
+/// `Location`; with
 /// `?wait=` it waits for every unit's first attempt and answers `200 OK`. Re-posting an
 /// idempotency key with the same payload replays the original batch
 /// (`Idempotent-Replayed: true`).
@@ -68,7 +71,7 @@ pub struct CreateParams {
             links(("GetBatch" = (operation_id = "get_batch", parameters(("batch_id" = "$response.body#/batch_id")), description = "Follow the batch's units.")))),
         (status = 400, description = "The body is not JSON (syntax, invalid UTF-8, a lone surrogate escape), or `wait` is out of range.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The table has units not landed yet keyed by other columns; keys of different shapes cannot supersede each other. Nothing was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The batch breaks a rule or a limit; `errors[]` names each offending field by JSON pointer (e.g. `/rows/3/game_id`) and, for a limit, its setting in `limit`. Nothing of the batch was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The batch breaks a rule or a limit, or does not fit the table's schema (a value its column's type cannot hold, an unknown or missing REQUIRED column, NULL inside an array, a key or partition column BigQuery cannot compare, the partition column a table requiring a partition filter needs); `errors[]` names each offending field by JSON pointer (e.g. `/rows/3/game_id`) and, for a limit, its setting in `limit`. Nothing of the batch was accepted.", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))
 )]
@@ -110,6 +113,7 @@ pub(crate) async fn create(
             errors: too_big,
         });
     }
+    let schema_check = check_schema(&state, &request, &batch.table).await?;
     let payload = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.into()))?;
     let hash = Sha256::digest(&payload);
     let intake = state
@@ -124,10 +128,11 @@ pub(crate) async fn create(
         "batch accepted"
     );
 
-    let view = match wait {
+    let mut view = match wait {
         Some(wait) => wait_for_first_attempts(&state, intake.batch_id, wait).await?,
         None => load(&state, intake.batch_id).await?,
     };
+    view.schema_check = Some(schema_check);
     let status = if wait.is_some() {
         StatusCode::OK
     } else {
@@ -143,6 +148,56 @@ pub(crate) async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Checks every row, key and the partition column against the table's schema (see
+/// [`crate::domain::schema::check`]). Problems found with a cached schema are confirmed
+/// with a fresh one (a column may have been added since), so a stale cache never refuses
+/// a good batch. When the schema cannot be read the batch is accepted, and the answer
+/// says so: an outage of BigQuery's metadata API must not stop processors.
+///
+/// # Errors
+/// 422 listing each problem with its pointer; nothing of the batch is accepted.
+async fn check_schema(
+    state: &AppState,
+    request: &BatchRequest,
+    table: &crate::domain::TableRef,
+) -> Result<SchemaCheck> {
+    let unchecked = |why: String| SchemaCheck {
+        status: SchemaCheckStatus::Unchecked,
+        detail: format!(
+            "{why}; the rows were accepted unchecked and are checked at the first attempt"
+        ),
+    };
+    let schema = match state.warehouse.table_schema(table, false).await {
+        Ok(Some(schema)) => schema,
+        Ok(None) => return Ok(unchecked(format!("the {} has no schema for table {table} yet (an emulator table takes the one inferred from its first write unless declared with POST /emulator/tables)", state.warehouse.kind()))),
+        Err(e) => {
+            tracing::warn!(table = %table, error = %e, "table schema unreadable; batch accepted unchecked");
+            return Ok(unchecked(format!("the schema of {table} could not be read ({e})")));
+        }
+    };
+    let mut problems = schema.check_batch(request);
+    if !problems.is_empty() {
+        if let Ok(Some(fresh)) = state.warehouse.table_schema(table, true).await {
+            if fresh != schema {
+                problems = fresh.check_batch(request);
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(SchemaCheck {
+            status: SchemaCheckStatus::Checked,
+            detail: format!("every row fits the schema of {table}"),
+        });
+    }
+    Err(Error::Unprocessable {
+        detail: format!(
+            "{} problem(s) against the schema of {table}; nothing of the batch was accepted",
+            problems.len()
+        ),
+        errors: problems.into_iter().map(Into::into).collect(),
+    })
 }
 
 /// One batch with its write units' current state.

@@ -1,6 +1,7 @@
 //! The emulator's routes, mounted only when the emulator is the warehouse: stream rows
 //! into a table's buffer as a processor's `insertAll` would, and read a table back — so
-//! anyone can create conflicts and check the final table from outside.
+//! anyone can create conflicts and check the final table from outside. Table definitions
+//! (`POST /emulator/tables`) are in [`super::emulator_tables`].
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -12,12 +13,14 @@ use super::extract::{Json as ApiJson, Path};
 use super::{AppState, Error, Result};
 use crate::domain::{ColumnName, FieldError, TableRef};
 use crate::warehouse::emulator::{BufferTime, Emulator, StoredRow};
+use crate::warehouse::emulator_tables::{InsertAllError, SchemaSource};
 
 /// The emulator routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/emulator/tables/{table}/insertAll", post(insert_all))
         .route("/emulator/tables/{table}/rows", get(rows))
+        .merge(super::emulator_tables::router())
 }
 
 /// Body of `POST /emulator/tables/{table}/insertAll`.
@@ -36,7 +39,7 @@ pub struct InsertAllRequest {
 
 /// Answer of insertAll.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "inserted": 26, "buffered_until": "2026-01-25T09:15:00Z"}))]
+#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "inserted": 26, "buffered_until": "2026-01-25T09:15:00Z", "schema_source": "declared"}))]
 pub struct InsertAllResponse {
     /// The table.
     pub table: String,
@@ -44,6 +47,10 @@ pub struct InsertAllResponse {
     pub inserted: usize,
     /// When they leave the buffer.
     pub buffered_until: chrono::DateTime<chrono::Utc>,
+    /// The schema the rows were checked against: `declared` (`POST /emulator/tables`) or
+    /// `inferred` (nobody declared one; inferred from the table's first write, maybe
+    /// this one — see `GET /emulator/tables/{table}`).
+    pub schema_source: SchemaSource,
 }
 
 /// Answer of `GET /emulator/tables/{table}/rows`.
@@ -83,7 +90,9 @@ fn table(raw: &str) -> Result<TableRef> {
 }
 
 /// Streams rows into a table's streaming buffer, as a processor's `insertAll` would
-/// (creates the table on first use). Buffered rows make a replace of their partition
+/// (creates the table on first use, its schema inferred from these rows unless declared
+/// with `POST /emulator/tables`). Rows are checked against the table's schema; one bad row
+/// refuses them all, each problem answered with BigQuery's message. Buffered rows make a replace of their partition
 /// conflict until the buffer time passes.
 #[utoipa::path(
     post,
@@ -96,7 +105,7 @@ fn table(raw: &str) -> Result<TableRef> {
         (status = 200, description = "Streamed.", body = InsertAllResponse),
         (status = 400, description = "The body is not JSON.", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad table name, a row that is not an object, a column name BigQuery refuses, a bad or too long buffer time, or a number that would be rounded.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad table name, a row that is not an object, a column name BigQuery refuses, a bad or too long buffer time, a number that would be rounded, or rows that do not fit the table's schema (each with its pointer and BigQuery's message).", body = crate::http::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["write"]))
 )]
@@ -142,14 +151,27 @@ pub(crate) async fn insert_all(
         });
     }
     let buffer = buffer.and_then(Result::ok);
-    let buffered_until = emulator(&state)?
+    let (buffered_until, schema_source) = emulator(&state)?
         .insert_all(&table, &rows, buffer)
         .await
-        .map_err(|e| Error::Internal(e.into()))?;
+        .map_err(|e| match e {
+            InsertAllError::Refused(problems) => Error::Unprocessable {
+                detail: format!(
+                    "{} problem(s) with the rows against the table's schema, in BigQuery's words; nothing was inserted",
+                    problems.len()
+                ),
+                errors: problems
+                    .into_iter()
+                    .map(|p| FieldError::new(p.pointer, p.bigquery))
+                    .collect(),
+            },
+            InsertAllError::Storage(e) => Error::Internal(e.into()),
+        })?;
     Ok(Json(InsertAllResponse {
         table: table.to_string(),
         inserted: rows.len(),
         buffered_until,
+        schema_source,
     }))
 }
 

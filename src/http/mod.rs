@@ -15,6 +15,7 @@
 //! | `GET /`, `GET /console/...` (the operator console page) | [`console`] |
 //! | `GET /v1/runs`, `GET /v1/runs/{run}` | [`runs`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
+//! | `POST /emulator/tables`, `GET /emulator/tables/{table}` | [`emulator_tables`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
 //!
 //! Every route sits behind [`auth::authorize`] (bearer tokens with scopes; the table of
@@ -26,6 +27,7 @@ pub mod breakers;
 pub mod conflicts;
 pub mod console;
 pub mod emulator;
+pub mod emulator_tables;
 mod error;
 pub mod extract;
 pub mod health;

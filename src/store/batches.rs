@@ -58,6 +58,10 @@ pub struct BatchView {
     pub run: Option<String>,
     /// Its write units, in order of first appearance in the request.
     pub units: Vec<UnitView>,
+    /// On the answer to `POST /v1/batches` only: whether the rows were checked against the
+    /// table's schema, or accepted unchecked because it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_check: Option<crate::domain::schema::SchemaCheck>,
 }
 
 /// One write unit's current state.
@@ -279,6 +283,7 @@ impl Store {
             created_at,
             run,
             units,
+            schema_check: None,
         }))
     }
 }

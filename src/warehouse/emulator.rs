@@ -13,7 +13,8 @@
 //! - a replace is atomic (one Postgres transaction, serialised per table as BigQuery
 //!   serialises DML per table), and the rows it writes never enter the buffer.
 //!
-//! A table appears on its first write; no definitions are needed.
+//! A table appears on its first write, or is declared with a schema in BigQuery's form
+//! ([`super::emulator_tables`]); either way every write is checked against its schema.
 
 use std::time::Duration;
 
@@ -24,9 +25,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
+use super::emulator_tables::{self, InsertAllError, SchemaSource};
 use super::{Error, Fate, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use crate::domain::batch::MAX_REPORTED_ERRORS;
 use crate::domain::retry::add_saturating;
-use crate::domain::TableRef;
+use crate::domain::{TableRef, TableSchema};
 
 /// How long streamed rows stay in the buffer: a fixed time or a range drawn from uniformly
 /// per insertAll call. Written `30s` or `20s..60s`.
@@ -158,24 +161,39 @@ impl Emulator {
         &self.settings
     }
 
+    /// The pool its tables live in.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Streams rows into the table's buffer, as `tabledata.insertAll` would. Returns when
-    /// they leave it. `buffer` overrides the configured residence for this call.
+    /// they leave it, and whether the table's schema was declared or inferred. `buffer` overrides the configured residence for this call. The rows
+    /// are checked against the table's schema (inferred from them on the table's first
+    /// write); one bad row refuses them all, as insertAll without `skipInvalidRows` does.
     ///
     /// # Errors
-    /// [`Error::Transient`] when Postgres fails.
+    /// [`InsertAllError::Refused`] with each problem; [`InsertAllError::Storage`] when
+    /// Postgres fails.
     pub async fn insert_all(
         &self,
         table: &TableRef,
         rows: &[Map<String, Value>],
         buffer: Option<BufferTime>,
-    ) -> Result<DateTime<Utc>, Error> {
+    ) -> Result<(DateTime<Utc>, SchemaSource), InsertAllError> {
         let residence = buffer
             .unwrap_or(self.settings.buffer)
             .sample(&mut rand::rng());
         let until = add_saturating(Utc::now(), residence);
-        let rows = Value::Array(rows.iter().cloned().map(Value::Object).collect());
+        let values = emulator_tables::as_values(rows);
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         ensure_table(&mut tx, table).await?;
+        let (schema, source) =
+            emulator_tables::definition_for_write(&mut tx, table, &values).await?;
+        let problems = schema.check_rows(&values, "/rows", MAX_REPORTED_ERRORS);
+        if !problems.is_empty() {
+            return Err(InsertAllError::Refused(problems));
+        }
+        let rows = Value::Array(values);
         sqlx::query(
             "insert into emulator.rows (table_ref, data, buffered_until)
              select $1, r, $3 from jsonb_array_elements($2) as r",
@@ -187,7 +205,7 @@ impl Emulator {
         .await
         .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
-        Ok(until)
+        Ok((until, source))
     }
 
     /// Every row of the table, in insertion order; empty when the table does not exist.
@@ -286,6 +304,15 @@ impl Emulator {
             .execute(&mut *tx)
             .await
             .map_err(database_error)?;
+        // BigQuery analyses a statement before it runs it: a value the table cannot hold,
+        // or a key it cannot compare, is refused before any buffered row is looked at.
+        let (schema, _) =
+            emulator_tables::definition_for_write(&mut tx, table, &emulator_tables::sample(units))
+                .await?;
+        let problems = emulator_tables::check_units(&schema, units);
+        if !problems.is_empty() {
+            return Err(emulator_tables::refused(&problems, true));
+        }
         if !self.settings.latency.is_zero() {
             tokio::time::sleep(self.settings.latency).await;
         }
@@ -453,6 +480,14 @@ impl Warehouse for Emulator {
             stored: u64::try_from(stored).unwrap_or(0),
             buffered: u64::try_from(buffered).unwrap_or(0),
         }))
+    }
+
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+        _refresh: bool,
+    ) -> Result<Option<TableSchema>, Error> {
+        Ok(self.definition(table).await?.map(|(schema, _)| schema))
     }
 
     fn kind(&self) -> &'static str {

@@ -8,6 +8,8 @@
 
 pub mod bigquery;
 pub mod emulator;
+pub mod emulator_tables;
+pub mod write_check;
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::domain::{ColumnName, ErrorClass, TableRef};
+use crate::domain::{ColumnName, ErrorClass, TableRef, TableSchema};
 
 /// One write unit as the warehouse sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +202,22 @@ pub trait Warehouse: Send + Sync + 'static {
     /// A classified [`Error`] when the rows cannot be counted.
     async fn key_rows(&self, table: &TableRef, unit: &WriteUnit) -> Result<Option<KeyRows>, Error> {
         let _ = (table, unit);
+        Ok(None)
+    }
+
+    /// The table's schema, partitioning and clustering, for checking rows at intake:
+    /// BigQuery's from `tables.get` (cached; `refresh` reads it again), the emulator's as
+    /// declared with `POST /emulator/tables` or inferred from the first write. `None` when
+    /// the warehouse knows no schema for the table (the default).
+    ///
+    /// # Errors
+    /// A classified [`Error`] when the metadata cannot be read (e.g. BigQuery unreachable).
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+        refresh: bool,
+    ) -> Result<Option<TableSchema>, Error> {
+        let _ = (table, refresh);
         Ok(None)
     }
 

@@ -426,6 +426,8 @@ async fn operators_reset_force_open_and_disable_with_a_recorded_reason(pool: PgP
 #[sqlx::test]
 async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
     let app = spawn_app_with(pool, |s| {
+        // Unit by unit, so that the breaker opens while games are still waiting.
+        s.group_bounds = GroupBounds::SINGLE;
         s.breaker.open_for = Duration::from_secs(2);
         s.breaker.max_open_for = Duration::from_secs(8);
         s.breaker.probe_wait = s.lease;

@@ -19,5 +19,6 @@ mod operator;
 mod ordering;
 mod runs;
 mod scheduling;
+mod schema;
 mod shutdown;
 mod store;

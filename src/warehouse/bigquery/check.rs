@@ -5,6 +5,9 @@
 //! validated and access-checked by BigQuery but not executed and not billed:
 //! <https://cloud.google.com/bigquery/docs/running-queries#dry-run>).
 //!
+//! The key and partition columns get the schema checks intake makes
+//! ([`crate::domain::schema::check`]), in the same words.
+//!
 //! The same project probe backs `/readyz` and the start-up check.
 
 use gcp_bigquery_client::model::query_request::QueryRequest;
@@ -12,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::classify::Failure;
 use super::{explain, sql, BigQuery, BigQuerySettings};
-use crate::domain::{ColumnName, TableRef};
+use crate::domain::{ColumnName, TableRef, TableSchema};
 use crate::warehouse::WriteUnit;
 
 /// What `check` looks at beyond the project.
@@ -152,6 +155,16 @@ pub async fn run(settings: &BigQuerySettings, target: Option<&CheckTarget>) -> V
         ),
         None => push(true, "it has no streaming buffer now".into()),
     };
+    if let Some(definition) = &meta.definition {
+        let found = check_columns(definition, target);
+        let ok = found.iter().all(|l| l.ok);
+        for line in found {
+            push(line.ok, line.text);
+        }
+        if !ok {
+            return lines;
+        }
+    }
     let unit = probe_unit(target);
     let statement = match sql::replace(&target.table, &fields, std::slice::from_ref(&unit)) {
         Ok(s) => s,
@@ -176,6 +189,55 @@ pub async fn run(settings: &BigQuerySettings, target: Option<&CheckTarget>) -> V
             format!("a dry run of the replace statement failed: {e}"),
         ),
     };
+    lines
+}
+
+/// The schema checks intake makes on every batch, for the key and partition columns
+/// processors will send: they exist, BigQuery can compare them for equality, and the
+/// partition column is the one a table requiring a partition filter needs. One line per
+/// problem, in the words intake answers with, or one line saying all is well.
+fn check_columns(definition: &TableSchema, target: &CheckTarget) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let keys: Vec<String> = target
+        .key_columns
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    let partition = target.partition_column.as_ref().map(ColumnName::as_str);
+    let problems = definition.check_parts(&keys, partition, &[], &[]);
+    for p in &problems {
+        let flag = if p.pointer == "/partition_column" {
+            "--partition-column".to_owned()
+        } else {
+            let i: usize = p
+                .pointer
+                .rsplit('/')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            format!("--key-column {}", keys.get(i).map_or("", String::as_str))
+        };
+        lines.push(Line {
+            ok: false,
+            text: format!("{flag}: {}", p.detail),
+        });
+    }
+    if problems.is_empty() {
+        let filter = match definition.partitioning.as_ref() {
+            Some(p) if p.require_partition_filter => format!(
+                "; the table requires a partition filter, which --partition-column {} gives",
+                partition.unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        lines.push(Line {
+            ok: true,
+            text: format!(
+                "the key columns ({}) exist and BigQuery can compare them for equality{filter}; every batch's rows are checked against the schema at intake",
+                keys.join(", ")
+            ),
+        });
+    }
     lines
 }
 

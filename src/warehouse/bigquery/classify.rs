@@ -120,7 +120,7 @@ const SERVER_REASONS: [&str; 4] = [
 /// | `Could not serialize access`, `due to concurrent update`, `Transaction is aborted`, `Too many DML statements outstanding`, `queued for too long` | conflict `concurrent_dml` |
 /// | reason `rateLimitExceeded`, `quotaExceeded`, `jobRateLimitExceeded`, or HTTP 429 | conflict `quota_exceeded` |
 /// | HTTP 409 / reason `duplicate` / status `ALREADY_EXISTS` | [`Classified::Duplicate`] |
-/// | HTTP 413 (Google's front end: an HTML `Request Entity Too Large` page) | permanent: the request is too large to be accepted at all |
+/// | HTTP 413 with a body that is not BigQuery's JSON (Google's front end: "Request Entity Too Large") | permanent: the same request can never pass |
 /// | HTTP ≥ 500, reason `backendError`/`internalError`/`jobBackendError`/`jobInternalError`, HTTP 401 (token expired or revoked mid-flight), no answer, an undecodable body | transient |
 /// | anything else (`notFound`, `accessDenied`, `invalidQuery`, `invalid`, other 4xx) | permanent |
 pub fn classify(failure: &Failure) -> Classified {
@@ -143,6 +143,16 @@ pub fn classify(failure: &Failure) -> Classified {
         }
         Failure::Http { status, body } => match serde_json::from_str::<Envelope>(body) {
             Ok(Envelope { error }) => http_facts(*status, error),
+            // Google's front end refuses an oversized request with an HTML 413 before
+            // BigQuery sees it: resending the same statement can never pass.
+            Err(_) if *status == 413 => {
+                return Classified::Error(Error::Permanent {
+                    message: format!(
+                        "Google's front end refused the request as too large (HTTP 413 Request Entity Too Large; BigQuery accepts at most 10 MB per request, parameters included): the statement must carry fewer or smaller rows — resending it cannot pass. Body: {}",
+                        excerpt(body)
+                    ),
+                })
+            }
             Err(_) => {
                 return Classified::Error(Error::Transient {
                     message: format!(
@@ -250,6 +260,25 @@ mod tests {
             Classified::Error(e) => e.to_string(),
             Classified::Duplicate => panic!("duplicate, not an error"),
         }
+    }
+
+    #[test]
+    fn an_html_413_from_googles_front_end_is_permanent_and_says_why() {
+        let c = http(
+            413,
+            "<!DOCTYPE html><html><title>Error 413 (Request Entity Too Large)!!1</title></html>",
+        );
+        assert_eq!(class_of(&c), ErrorClass::Permanent);
+        let m = message_of(&c);
+        assert!(
+            m.contains("HTTP 413") && m.contains("10 MB") && m.contains("Request Entity Too Large"),
+            "{m}"
+        );
+        // Other undecodable answers stay transient: their outcome is unknown.
+        assert_eq!(
+            class_of(&http(502, "<html>Bad Gateway</html>")),
+            ErrorClass::Transient
+        );
     }
 
     /// A BigQuery error body in the shape of bigquery-facts B7.

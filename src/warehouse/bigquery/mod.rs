@@ -35,8 +35,8 @@ use self::classify::{Classified, Failure};
 use self::params::{estimate_request_bytes, Field, MAX_REQUEST_BYTES};
 use self::rest::Rest;
 use self::table::{SchemaCache, TableMeta};
-use super::{Error, Fate, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
-use crate::domain::TableRef;
+use super::{write_check, Error, Fate, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
+use crate::domain::{TableRef, TableSchema};
 
 /// BigQuery's REST endpoint (the crate's default, bigquery-facts A2).
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com/bigquery/v2";
@@ -73,6 +73,7 @@ pub struct BigQuery {
     settings: BigQuerySettings,
     rest: Rest,
     schemas: SchemaCache,
+    definitions: SchemaCache<TableSchema>,
     readiness: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
@@ -98,6 +99,7 @@ impl BigQuery {
             settings,
             rest,
             schemas: SchemaCache::default(),
+            definitions: SchemaCache::default(),
             readiness: Mutex::new(None),
         })
     }
@@ -112,15 +114,23 @@ impl BigQuery {
     /// # Errors
     /// The classified failure (a 404 is [`Error::Permanent`]).
     pub async fn table_meta(&self, table: &TableRef) -> Result<TableMeta, Error> {
-        self.rest
-            .get::<TableMeta>(&table::path(table), &[])
+        let body = self
+            .rest
+            .get::<Value>(&table::path(table), &[])
             .await
             .map_err(|f| match classify::classify(&f) {
                 Classified::Error(e) => e,
                 Classified::Duplicate => Error::Transient {
                     message: "tables.get answered `duplicate`".into(),
                 },
-            })
+            })?;
+        let meta = TableMeta::decode(body).map_err(|e| Error::Transient {
+            message: format!("tables.get answered a body that is not a table: {e}"),
+        })?;
+        if let Some(definition) = &meta.definition {
+            self.definitions.put(table, definition.clone());
+        }
+        Ok(meta)
     }
 
     /// The table's schema, from the cache unless `refresh`.
@@ -151,6 +161,20 @@ impl BigQuery {
         units: &[WriteUnit],
     ) -> Result<(sql::Statement, std::sync::Arc<Vec<Field>>), Error> {
         let schema = self.schema(table, false).await?;
+        // Batches accepted while the schema could not be read are checked here, before
+        // BigQuery sees them; problems found with the cached schema are confirmed with a
+        // fresh one.
+        if let Some(definition) = self.definitions.get(table) {
+            if !write_check::check_units(&definition, units).is_empty() {
+                let fresh = self.table_meta(table).await?.definition;
+                let problems = fresh
+                    .map(|d| write_check::check_units(&d, units))
+                    .unwrap_or_default();
+                if !problems.is_empty() {
+                    return Err(write_check::refused(&problems, false));
+                }
+            }
+        }
         match sql::replace(table, &schema, units) {
             Ok(s) => Ok((s, schema)),
             Err(first) => {
@@ -215,6 +239,25 @@ impl Warehouse for BigQuery {
             self.schemas.put(table, fields);
         }
         Ok(meta.streaming_buffer())
+    }
+
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+        refresh: bool,
+    ) -> Result<Option<TableSchema>, Error> {
+        if !refresh {
+            if let Some(cached) = self.definitions.get(table) {
+                return Ok(Some((*cached).clone()));
+            }
+        }
+        let meta = self.table_meta(table).await?;
+        if let Some(definition) = &meta.definition {
+            if !definition.fields.is_empty() {
+                self.schemas.put(table, meta.fields());
+            }
+        }
+        Ok(meta.definition.filter(|d| !d.fields.is_empty()))
     }
 
     fn kind(&self) -> &'static str {

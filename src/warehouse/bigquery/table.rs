@@ -11,7 +11,7 @@ use gcp_bigquery_client::model::streamingbuffer::Streamingbuffer;
 use serde::Deserialize;
 
 use super::params::Field;
-use crate::domain::TableRef;
+use crate::domain::{TableRef, TableSchema};
 use crate::warehouse::StreamingBuffer;
 
 /// The parts of a `Table` resource the adapter reads. Decoded with its own small type
@@ -36,6 +36,11 @@ pub struct TableMeta {
     /// a job over it when no location is configured.
     #[serde(default)]
     pub location: Option<String>,
+    /// The whole definition (schema with modes and parameters, partitioning with
+    /// `requirePartitionFilter`, clustering) in the domain's form, decoded from the same
+    /// body by [`TableMeta::decode`]; `None` when it cannot be read.
+    #[serde(skip)]
+    pub definition: Option<TableSchema>,
 }
 
 /// A table schema.
@@ -47,6 +52,19 @@ pub struct Schema {
 }
 
 impl TableMeta {
+    /// Decodes a `tables.get` body into the adapter's view and the domain's
+    /// [`TableSchema`].
+    ///
+    /// # Errors
+    /// When the body is not a `Table` resource.
+    pub fn decode(body: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut meta: Self = serde_json::from_value(body.clone())?;
+        if meta.schema.is_some() {
+            meta.definition = serde_json::from_value(body).ok();
+        }
+        Ok(meta)
+    }
+
     /// The top-level columns (empty when the table has no schema).
     pub fn fields(&self) -> Vec<Field> {
         self.schema
@@ -86,15 +104,24 @@ pub fn path(table: &TableRef) -> String {
     )
 }
 
-/// Schemas by table, shared by every attempt of this process. Refreshed when a row names
-/// a column the cached schema lacks or BigQuery refuses a statement and the table's
-/// schema turns out to have changed.
-#[derive(Debug, Default)]
-pub struct SchemaCache(Mutex<HashMap<TableRef, Arc<Vec<Field>>>>);
+/// Schemas by table, shared by every attempt of this process (`T` is the adapter's
+/// column list, or the domain's whole [`TableSchema`] that intake checks rows against).
+/// Refreshed whenever `tables.get` is read: when a row names a column the cached schema
+/// lacks, when BigQuery refuses a statement and the table's schema turns out to have
+/// changed, when intake finds problems with the cached one, and at each streaming-buffer
+/// probe.
+#[derive(Debug)]
+pub struct SchemaCache<T = Vec<Field>>(Mutex<HashMap<TableRef, Arc<T>>>);
 
-impl SchemaCache {
+impl<T> Default for SchemaCache<T> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<T> SchemaCache<T> {
     /// The cached schema of `table`.
-    pub fn get(&self, table: &TableRef) -> Option<Arc<Vec<Field>>> {
+    pub fn get(&self, table: &TableRef) -> Option<Arc<T>> {
         self.0
             .lock()
             .expect("schema cache lock")
@@ -103,7 +130,7 @@ impl SchemaCache {
     }
 
     /// Stores `fields` as the schema of `table` and returns it.
-    pub fn put(&self, table: &TableRef, fields: Vec<Field>) -> Arc<Vec<Field>> {
+    pub fn put(&self, table: &TableRef, fields: T) -> Arc<T> {
         let fields = Arc::new(fields);
         self.0
             .lock()

@@ -492,6 +492,44 @@ async fn readiness_and_check_say_what_to_fix() {
         "{lines:?}"
     );
 
+    // The schema checks intake makes, for the columns processors will send.
+    let json_key = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(TABLE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"type": "TABLE",
+            "schema": {"fields": [{"name": "game_id", "type": "JSON"}, {"name": "game_date", "type": "DATE"}]},
+            "timePartitioning": {"type": "DAY", "field": "game_date"}, "requirePartitionFilter": true})))
+        .mount(&json_key)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/projects/test-project/queries"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"jobComplete": true})))
+        .mount(&json_key)
+        .await;
+    let no_partition = CheckTarget {
+        partition_column: None,
+        ..target.clone()
+    };
+    let lines = check::run(&settings(&json_key), Some(&no_partition)).await;
+    let problems: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.ok)
+        .map(|l| l.text.as_str())
+        .collect();
+    assert_eq!(problems.len(), 2, "{lines:?}");
+    assert!(
+        problems[0].starts_with(
+            "--key-column game_id: `game_id` is JSON, which BigQuery cannot compare for equality"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        problems[1].starts_with(
+            "--partition-column: the table requires a partition filter on `game_date`"
+        ),
+        "{lines:?}"
+    );
+
     let mut missing_key = settings(&server);
     missing_key.credentials = Credentials::KeyFile("/nonexistent/key.json".into());
     let e = BigQuery::connect(missing_key).await.err().unwrap();
