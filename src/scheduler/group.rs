@@ -506,9 +506,13 @@ impl Round<'_> {
         } else {
             None
         };
+        let now = s.store.clock().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading Postgres's clock failed; retry times use this replica's");
+            Utc::now()
+        });
         let verdicts: Vec<(&ClaimedJob, Verdict)> = jobs
             .iter()
-            .map(|j| (j, s.verdict(j, error, floor)))
+            .map(|j| (j, s.verdict(j, error, now, floor)))
             .collect();
         if class == ErrorClass::StreamingBuffer {
             let partitions: BTreeSet<String> = jobs
@@ -593,7 +597,8 @@ impl Round<'_> {
 
     /// Undoes the claims of `jobs` (no attempt counted); they run again after `after`.
     async fn put_back(&self, jobs: &[ClaimedJob], after: std::time::Duration) {
-        let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        let now = self.scheduler.store.clock().await.unwrap_or_else(|_| Utc::now());
+        let at = now + chrono::Duration::from_std(after).unwrap_or_default();
         for job in jobs {
             if let Err(e) = self.scheduler.store.put_back(job, at, false).await {
                 tracing::error!(error = %e, unit_id = %job.unit_id, "putting a job back failed; it is claimed again when its lease expires");
@@ -603,12 +608,14 @@ impl Round<'_> {
 }
 
 impl Scheduler {
-    /// The verdict for `job` refused with `error`, under the retry policy; a
-    /// streaming-buffer retry is not placed before `floor` (the buffer's earliest drain).
+    /// The verdict for `job` refused with `error` at `now` (Postgres's clock), under the
+    /// retry policy; a streaming-buffer retry is not placed before `floor` (the buffer's
+    /// earliest drain).
     pub(super) fn verdict(
         &self,
         job: &ClaimedJob,
         error: &warehouse::Error,
+        now: DateTime<Utc>,
         floor: Option<DateTime<Utc>>,
     ) -> Verdict {
         let class = error.class();
@@ -626,7 +633,7 @@ impl Scheduler {
         match policy.next_attempt(
             attempt,
             class,
-            Utc::now(),
+            now,
             rand::rng().random::<f64>(),
             floor,
         ) {

@@ -160,6 +160,18 @@ impl Store {
         Ok(())
     }
 
+    /// Postgres's clock now. Times the job table compares with its own `now()` — retry
+    /// times, holds — are placed on this clock, not the service's, so a service whose clock
+    /// is off never retries early or late.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+        Ok(sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// The pool, for the emulator and the scheduler's LISTEN connection.
     pub fn pool(&self) -> &PgPool {
         &self.pool

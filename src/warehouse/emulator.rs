@@ -167,9 +167,10 @@ impl Emulator {
     }
 
     /// Streams rows into the table's buffer, as `tabledata.insertAll` would. Returns when
-    /// they leave it, and whether the table's schema was declared or inferred. `buffer` overrides the configured residence for this call. The rows
-    /// are checked against the table's schema (inferred from them on the table's first
-    /// write); one bad row refuses them all, as insertAll without `skipInvalidRows` does.
+    /// they leave it (on Postgres's clock), and whether the table's schema was declared or
+    /// inferred. `buffer` overrides the configured residence for this call. The rows are
+    /// checked against the table's schema (inferred from them on the table's first write);
+    /// one bad row refuses them all, as insertAll without `skipInvalidRows` does.
     ///
     /// # Errors
     /// [`InsertAllError::Refused`] with each problem; [`InsertAllError::Storage`] when
@@ -183,9 +184,14 @@ impl Emulator {
         let residence = buffer
             .unwrap_or(self.settings.buffer)
             .sample(&mut rand::rng());
-        let until = add_saturating(Utc::now(), residence);
         let values = emulator_tables::as_values(rows);
         let mut tx = self.pool.begin().await.map_err(database_error)?;
+        // Residence on Postgres's clock, the one every buffer check compares with.
+        let now: DateTime<Utc> = sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(database_error)?;
+        let until = add_saturating(now, residence);
         ensure_table(&mut tx, table).await?;
         let (schema, source) =
             emulator_tables::definition_for_write(&mut tx, table, &values).await?;
