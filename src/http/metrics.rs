@@ -23,6 +23,7 @@ use super::{AppState, Result};
 use crate::store::metrics::Snapshot;
 
 pub mod latency;
+pub mod statements;
 
 /// The metrics route.
 pub fn router() -> Router<AppState> {
@@ -42,7 +43,9 @@ pub fn router() -> Router<AppState> {
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
     let snapshot = state.store.snapshot().await?;
+    let totals = state.store.statement_totals().await?;
     let mut text = render(&snapshot);
+    statements::render(&totals, &mut text);
     latency::REQUESTS.render(&mut text);
     Ok((
         [(

@@ -14,6 +14,7 @@
 //! | `GET /v1/overview` | [`overview`] |
 //! | `GET /`, `GET /console/...` (the operator console page) | [`console`] |
 //! | `GET /v1/runs`, `GET /v1/runs/{run}` | [`runs`] |
+//! | `GET /v1/statements/{job_id}` | [`statements`] |
 //! | `POST /emulator/tables/{table}/insertAll`, `GET /emulator/tables/{table}/rows` | [`emulator`] (emulator only) |
 //! | `POST /emulator/tables`, `GET /emulator/tables/{table}` | [`emulator_tables`] (emulator only) |
 //! | `GET /openapi.json`, `GET /docs` | [`openapi`] |
@@ -36,6 +37,7 @@ pub mod openapi;
 pub mod operator;
 pub mod overview;
 pub mod runs;
+pub mod statements;
 pub mod units;
 
 use std::sync::Arc;
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operator::router())
         .merge(units::router())
         .merge(runs::router())
+        .merge(statements::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())

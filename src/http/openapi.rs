@@ -45,6 +45,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::overview::me,
         super::runs::show,
         super::runs::list,
+        super::statements::show,
         super::conflicts::unresolved,
         super::conflicts::summary,
         super::conflicts::show,

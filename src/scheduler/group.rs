@@ -10,17 +10,19 @@
 //!
 //! **Splitting.** A group refused for the streaming buffer, or for a permanent error, is
 //! split to find the units responsible, and every part that can land lands in this round:
-//! - a group of several partitions is halved by partition;
-//! - a group of one partition (or an unpartitioned table) sends its first unit alone: when
-//!   that is refused too the partition is taken as blocked (BigQuery blocks by partition in
-//!   practice) and all of its units are deferred; when it lands, the rest is tried again;
+//! - a part of several partitions is halved by partition;
+//! - a part of one partition (or of an unpartitioned table) sends its first unit alone
+//!   (the *probe*): refused too, the partition is blocked as a whole (BigQuery blocks by
+//!   partition in practice) and all of its units wait; landed, the partition is *open* for
+//!   this round, and refusals in it are halved by key down to the blocked rows;
 //! - a permanent error is halved by keys until the bad unit stands alone and fails.
 //!
-//! A partition refused for the buffer is held out of new groups until its units' next
-//! attempt. Worst case for `b` blocked partitions of `P` in one group:
-//! about `2·b·log2(P/b) + 2·b` statements; for `b` bad units of `n`: about `2·b·log2(n)`.
-//! A round sends at most [`MAX_STATEMENTS_PER_ROUND`]; units left undecided then are put
-//! back unattempted, and the next claim regroups them without the held partitions.
+//! A partition blocked as a whole is held out of new groups until its units' next attempt,
+//! and its waiting units are deferred unattempted with a conflict. Worst case for `b`
+//! blocked partitions of `P` in one group: about `2·b·log2(P/b) + 2·b` statements; for `b`
+//! bad (or blocked) keys of `n`: about `2·b·log2(n)`. A round sends at most
+//! [`MAX_STATEMENTS_PER_ROUND`]; units left undecided then are put back unattempted, and
+//! the next claim regroups them without the held partitions.
 //!
 //! Each statement is recorded before it is sent, paced by the table's shared pace, and its
 //! outcome is recorded with its units' verdicts in one transaction. The breaker counts one
@@ -90,6 +92,7 @@ impl Scheduler {
             lost,
             settled: Vec::new(),
             started_at: Utc::now(),
+            open_partitions: HashSet::new(),
         };
         round.run(jobs).await;
         stop.cancel();
@@ -127,13 +130,19 @@ impl Scheduler {
     }
 }
 
-/// A set of units to send together, with the refusal that made it (when it was split off
-/// a refused statement).
+/// A set of units to send together.
 struct Part {
     jobs: Vec<ClaimedJob>,
-    /// The streaming-buffer refusal of a one-partition part, whose first unit is now sent
-    /// alone to tell a blocked partition from blocked rows.
-    probe: Option<warehouse::Error>,
+    /// A one-partition part refused for the streaming buffer: its first unit is sent alone
+    /// to tell a blocked partition from blocked rows.
+    probe: bool,
+}
+
+/// A unit's partition value as text (empty for an unpartitioned table).
+fn partition_of(job: &ClaimedJob) -> String {
+    job.partition_value
+        .as_ref()
+        .map_or_else(String::new, Value::to_string)
 }
 
 struct Round<'a> {
@@ -143,6 +152,9 @@ struct Round<'a> {
     lost: Lost,
     settled: Vec<Settled>,
     started_at: DateTime<Utc>,
+    /// Partitions a statement landed in this round: not blocked as a whole, so a refusal
+    /// there is narrowed to its keys.
+    open_partitions: HashSet<String>,
 }
 
 impl Round<'_> {
@@ -299,7 +311,7 @@ impl Round<'_> {
 
     /// Sends `jobs` in as few statements as the warehouse allows (see the module header).
     async fn land(&mut self, table: &TableRef, jobs: Vec<ClaimedJob>) {
-        let mut queue = VecDeque::from([Part { jobs, probe: None }]);
+        let mut queue = VecDeque::from([Part { jobs, probe: false }]);
         let mut budget = MAX_STATEMENTS_PER_ROUND;
         while let Some(mut part) = queue.pop_front() {
             {
@@ -314,51 +326,56 @@ impl Round<'_> {
                 continue;
             }
             budget -= 1;
-            let (sent, rest) = match part.probe.take() {
-                Some(refusal) => {
-                    let rest = part.jobs.split_off(1);
-                    (part.jobs, Some((rest, refusal)))
-                }
-                None => (part.jobs, None),
+            let rest = if part.probe {
+                part.jobs.split_off(1)
+            } else {
+                Vec::new()
             };
+            let sent = part.jobs;
             let Some((statement, result)) = self.send(table, &sent).await else {
                 continue;
             };
             match result {
-                Ok(outcome) => {
+                Ok(_) => {
+                    self.open_partitions.extend(sent.iter().map(partition_of));
                     let verdicts = sent
                         .iter()
                         .map(|j| {
-                            (
-                                j,
-                                Verdict::Loaded {
-                                    rows_inserted: j.rows.as_array().map_or(0, Vec::len) as u64,
-                                },
-                            )
+                            let rows_inserted = j.rows.as_array().map_or(0, Vec::len) as u64;
+                            (j, Verdict::Loaded { rows_inserted })
                         })
                         .collect();
-                    tracing::debug!(rows = outcome.rows_inserted, "statement landed");
                     self.record(verdicts, Some((statement.0, &statement.1)))
                         .await;
-                    if let Some((rest, refusal)) = rest {
-                        // The first unit landed alone: the partition is not blocked as a
-                        // whole; the rest is tried again.
-                        let _ = refusal;
+                    if !rest.is_empty() {
+                        // The probe landed: the partition is not blocked as a whole; the
+                        // rest is tried again (and halved by keys if refused).
                         queue.push_front(Part {
                             jobs: rest,
-                            probe: None,
+                            probe: false,
                         });
+                    }
+                }
+                Err(error) if part.probe => {
+                    let partition = partition_of(&sent[0]);
+                    if self.open_partitions.contains(&partition) {
+                        // Blocked rows in an open partition: the probe's key alone waits.
+                        self.refuse(table, sent, &error, Some(&statement)).await;
+                        if !rest.is_empty() {
+                            queue.push_front(Part {
+                                jobs: rest,
+                                probe: false,
+                            });
+                        }
+                    } else {
+                        // Refused alone too: the partition is blocked.
+                        let mut all = sent;
+                        all.extend(rest);
+                        self.refuse(table, all, &error, Some(&statement)).await;
                     }
                 }
                 Err(error) => {
                     let class = error.class();
-                    if let Some((rest, _)) = rest {
-                        // The probe was refused too: its partition is blocked.
-                        let mut all = sent;
-                        all.extend(rest);
-                        self.refuse(table, all, &error, Some(&statement)).await;
-                        continue;
-                    }
                     let splittable =
                         matches!(class, ErrorClass::StreamingBuffer | ErrorClass::Permanent)
                             && sent.len() > 1;
@@ -366,8 +383,8 @@ impl Round<'_> {
                         self.refuse(table, sent, &error, Some(&statement)).await;
                         continue;
                     }
-                    for half in split(sent, class) {
-                        queue.push_front(half_part(half, class, &error));
+                    for part in split(sent, class, &self.open_partitions) {
+                        queue.push_front(part);
                     }
                 }
             }
@@ -526,8 +543,12 @@ impl Round<'_> {
                     _ => None,
                 })
                 .min();
-            if let (1, Some(until), Some(partition)) = (
-                partitions.len(),
+            let blocked_as_a_whole = partitions.len() == 1
+                && !jobs
+                    .first()
+                    .is_some_and(|j| self.open_partitions.contains(&partition_of(j)));
+            if let (true, Some(until), Some(partition)) = (
+                blocked_as_a_whole,
                 until,
                 jobs.first().and_then(|j| j.partition_value.as_ref()),
             ) {
@@ -597,7 +618,12 @@ impl Round<'_> {
 
     /// Undoes the claims of `jobs` (no attempt counted); they run again after `after`.
     async fn put_back(&self, jobs: &[ClaimedJob], after: std::time::Duration) {
-        let now = self.scheduler.store.clock().await.unwrap_or_else(|_| Utc::now());
+        let now = self
+            .scheduler
+            .store
+            .clock()
+            .await
+            .unwrap_or_else(|_| Utc::now());
         let at = now + chrono::Duration::from_std(after).unwrap_or_default();
         for job in jobs {
             if let Err(e) = self.scheduler.store.put_back(job, at, false).await {
@@ -630,13 +656,7 @@ impl Scheduler {
         )
         .unwrap_or_else(|_| self.policy.clone());
         let floor = floor.filter(|_| class == ErrorClass::StreamingBuffer);
-        match policy.next_attempt(
-            attempt,
-            class,
-            now,
-            rand::rng().random::<f64>(),
-            floor,
-        ) {
+        match policy.next_attempt(attempt, class, now, rand::rng().random::<f64>(), floor) {
             Some(retry) => Verdict::Retry {
                 class,
                 message: error.to_string(),
@@ -651,48 +671,47 @@ impl Scheduler {
     }
 }
 
-/// Splits a refused part in two: by partition when it spans several, else by keys.
-fn split(jobs: Vec<ClaimedJob>, class: ErrorClass) -> Vec<Vec<ClaimedJob>> {
-    let partitions: BTreeSet<String> = jobs
-        .iter()
-        .map(|j| {
-            j.partition_value
-                .as_ref()
-                .map_or_else(String::new, Value::to_string)
+/// Splits a refused part: a streaming-buffer refusal by partition when it spans several
+/// (each half probed if it holds one partition not known open), a one-partition part into a
+/// probe of its first unit, or — in a partition known open, or for a permanent error — into
+/// halves by keys.
+fn split(jobs: Vec<ClaimedJob>, class: ErrorClass, open: &HashSet<String>) -> Vec<Part> {
+    let by_keys = |mut a: Vec<ClaimedJob>| {
+        let b = a.split_off(a.len() / 2);
+        vec![
+            Part {
+                jobs: a,
+                probe: false,
+            },
+            Part {
+                jobs: b,
+                probe: false,
+            },
+        ]
+    };
+    if class != ErrorClass::StreamingBuffer {
+        return by_keys(jobs);
+    }
+    let partitions: BTreeSet<String> = jobs.iter().map(partition_of).collect();
+    if partitions.len() == 1 {
+        return if open.contains(partitions.first().expect("one partition")) {
+            by_keys(jobs)
+        } else {
+            vec![Part { jobs, probe: true }]
+        };
+    }
+    let first: HashSet<&String> = partitions.iter().take(partitions.len() / 2).collect();
+    let (a, b): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|j| first.contains(&partition_of(j)));
+    [a, b]
+        .into_iter()
+        .map(|jobs| {
+            let one = jobs.iter().map(partition_of).collect::<BTreeSet<_>>().len() == 1;
+            let probe = one && jobs.len() > 1 && !open.contains(&partition_of(&jobs[0]));
+            Part { jobs, probe }
         })
-        .collect();
-    if class == ErrorClass::StreamingBuffer && partitions.len() > 1 {
-        let first: HashSet<&String> = partitions.iter().take(partitions.len() / 2).collect();
-        let (a, b): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| {
-            first.contains(
-                &j.partition_value
-                    .as_ref()
-                    .map_or_else(String::new, Value::to_string),
-            )
-        });
-        return vec![a, b];
-    }
-    if class == ErrorClass::StreamingBuffer {
-        // One partition: the caller probes its first unit alone (see `half_part`).
-        return vec![jobs];
-    }
-    let mut a = jobs;
-    let b = a.split_off(a.len() / 2);
-    vec![a, b]
-}
-
-/// The part to send for one half of a split: a one-partition half refused for the buffer
-/// as a whole is probed with its first unit.
-fn half_part(jobs: Vec<ClaimedJob>, class: ErrorClass, error: &warehouse::Error) -> Part {
-    let one_partition = jobs
-        .iter()
-        .map(|j| j.partition_value.as_ref().map(Value::to_string))
-        .collect::<BTreeSet<_>>()
-        .len()
-        == 1;
-    let probe = (class == ErrorClass::StreamingBuffer && one_partition && jobs.len() > 1)
-        .then(|| error.clone());
-    Part { jobs, probe }
+        .collect()
 }
 
 fn permanent(message: &str) -> Verdict {

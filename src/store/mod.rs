@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod operator;
 pub mod record;
 pub mod runs;
+pub mod statement_metrics;
 pub mod statements;
 pub mod units;
 

@@ -21,4 +21,5 @@ mod runs;
 mod scheduling;
 mod schema;
 mod shutdown;
+mod statements;
 mod store;

@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use streamguard::domain::batch::BatchLimits;
 use streamguard::domain::{BatchRequest, ErrorClass};
-use streamguard::store::jobs::{AttemptLog, Recorded, Verdict};
+use streamguard::store::jobs::{AttemptLog, GroupBounds, Recorded, Verdict};
 use streamguard::store::Store;
 
 async fn store_with_units(pool: PgPool, tables: usize, games_per_table: usize) -> Store {
@@ -157,5 +157,107 @@ async fn a_job_is_not_due_before_its_run_at(pool: PgPool) {
     assert!(
         again[0].conflict_id.is_some(),
         "the conflict opened by attempt 1 travels with the job"
+    );
+}
+
+/// One table, `games` keys over `days` partitions.
+async fn store_with_partitions(pool: PgPool, games: usize, days: usize) -> Store {
+    let store = Store::new(pool);
+    store.migrate().await.unwrap();
+    let rows: Vec<_> = (0..games)
+        .map(|g| json!({"game_id": format!("g{g}"), "game_date": format!("2026-01-{:02}", 1 + g % days), "points": 1}))
+        .collect();
+    let request: BatchRequest = serde_json::from_value(json!({
+        "processor_name": "p",
+        "table": "demo-project.nba.games",
+        "key_columns": ["game_id"],
+        "partition_column": "game_date",
+        "rows": rows,
+    }))
+    .unwrap();
+    let batch = request.validate(&BatchLimits::default()).unwrap();
+    store.insert_batch(&batch, &[1], 5).await.unwrap();
+    store
+}
+
+#[sqlx::test]
+async fn a_group_respects_its_key_partition_and_byte_bounds(pool: PgPool) {
+    let store = store_with_partitions(pool, 12, 4).await;
+    let claim = |bounds: GroupBounds| {
+        let store = store.clone();
+        async move {
+            let groups = store
+                .claim_groups("a", 1, &bounds, 1, LEASE, Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(groups.len() <= 1);
+            let jobs = groups.into_iter().flat_map(|g| g.jobs).collect::<Vec<_>>();
+            // Put them back for the next claim.
+            sqlx::query(
+                "update jobs set state = 'available', lease_expires_at = null, group_id = null",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            jobs
+        }
+    };
+    let keys = claim(GroupBounds {
+        max_keys: 5,
+        ..GroupBounds::DEFAULT
+    })
+    .await;
+    assert_eq!(keys.len(), 5);
+    let two_days = claim(GroupBounds {
+        max_partitions: 2,
+        ..GroupBounds::DEFAULT
+    })
+    .await;
+    let days: HashSet<String> = two_days
+        .iter()
+        .map(|j| j.partition_value.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!((two_days.len(), days.len()), (6, 2));
+    // One unit's rows are about 70 bytes of JSON: 150 bytes hold two.
+    let small = claim(GroupBounds {
+        max_bytes: 150,
+        ..GroupBounds::DEFAULT
+    })
+    .await;
+    assert_eq!(small.len(), 2);
+    // A unit over the byte bound still forms a group alone.
+    let one = claim(GroupBounds {
+        max_bytes: 1,
+        ..GroupBounds::DEFAULT
+    })
+    .await;
+    assert_eq!(one.len(), 1);
+    // Every job of one claim is one group, of one table.
+    let all = claim(GroupBounds::DEFAULT).await;
+    assert_eq!(all.len(), 12);
+}
+
+#[sqlx::test]
+async fn the_per_table_limit_counts_statements_not_keys(pool: PgPool) {
+    let store = store_with_partitions(pool, 12, 4).await;
+    let bounds = GroupBounds {
+        max_keys: 4,
+        ..GroupBounds::DEFAULT
+    };
+    let first = store
+        .claim_groups("a", 10, &bounds, 2, LEASE, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|g| g.jobs.len()).collect::<Vec<_>>(),
+        vec![4, 4]
+    );
+    assert!(
+        store
+            .claim_groups("b", 10, &bounds, 2, LEASE, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "two statements of the table are in flight"
     );
 }

@@ -92,7 +92,7 @@ impl Histogram {
 }
 
 /// A label value escaped as the text format requires (backslash, quote, newline).
-fn escape(v: &str) -> String {
+pub(super) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
