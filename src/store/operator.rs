@@ -12,7 +12,7 @@
 //! without, the processor logs each attempt and ends the conflict itself, and a conflict
 //! it never ends is closed as `timeout` after the retry horizon.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -450,7 +450,11 @@ impl Store {
             None => None,
         };
         let conflict_id = Uuid::new_v4();
-        let (game_id, game_date) = seed_columns(&report.key, report.partition.as_ref());
+        let (game_id, game_date) = super::record::seed_columns(
+            &report.key,
+            report.partition.as_ref().map(|(c, _)| c.as_str()),
+            report.partition.as_ref().map(|(_, v)| v),
+        );
         let partition_column = report.partition.as_ref().map(|p| p.0.clone());
         sqlx::query(
             "insert into conflicts (conflict_id, processor_name, table_ref, key, partition_value, game_id, game_date, unit_id,
@@ -788,24 +792,4 @@ async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), Error> {
         .execute(tx)
         .await?;
     Ok(())
-}
-
-/// `game_id` and `game_date` for the seed's columns, when the key (or partition) has them.
-fn seed_columns(
-    key: &Value,
-    partition: Option<&(String, Value)>,
-) -> (Option<String>, Option<NaiveDate>) {
-    let mut identity = key.as_object().cloned().unwrap_or_default();
-    if let Some((column, value)) = partition {
-        identity.insert(column.clone(), value.clone());
-    }
-    let game_id = identity.get("game_id").map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    let game_date = identity
-        .get("game_date")
-        .and_then(Value::as_str)
-        .and_then(|s| NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok());
-    (game_id, game_date)
 }

@@ -353,7 +353,7 @@ async fn close_conflict(
 }
 
 /// `game_id` and `game_date` for the seed's columns, when the key (or partition) has them.
-fn seed_columns(
+pub(super) fn seed_columns(
     key: &Value,
     partition_column: Option<&str>,
     partition_value: Option<&Value>,
