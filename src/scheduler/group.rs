@@ -1,6 +1,11 @@
 //! One round of a claimed group: ask the breakers, settle earlier statements of the
 //! group's keys, then land the group in as few statements as the warehouse allows.
 //!
+//! **Breakers.** Each unit's scope is asked once. A unit the breaker holds is put back
+//! unattempted. A half-open breaker's probe is sent alone first, so its outcome is its
+//! own; the units of its scope claimed with it wait for that outcome in this round and
+//! follow at once when the probe closes the breaker.
+//!
 //! **Settlement.** Before anything is sent for a key, every earlier statement that touched
 //! it and may still run (`sent`, `running`, `unknown`) is settled with the warehouse: one
 //! that landed is adopted (the units it carried are `loaded` by it, nothing is sent), one
@@ -130,6 +135,13 @@ impl Scheduler {
     }
 }
 
+/// A breaker's answer for one unit.
+enum Gate {
+    Run,
+    Probe,
+    Defer(DateTime<Utc>),
+}
+
 /// A set of units to send together.
 struct Part {
     jobs: Vec<ClaimedJob>,
@@ -166,15 +178,25 @@ impl Round<'_> {
                 return self.record(verdicts, None).await;
             }
         };
-        let mut live = Vec::with_capacity(jobs.len());
         let mut gone = Vec::new();
+        let (mut live, mut probes, mut behind_probe) = (Vec::new(), Vec::new(), Vec::new());
         for job in jobs {
             if job.state == "superseded" || job.state == "cancelled" {
                 gone.push(job);
-            } else if !self.forced && self.held_by_breaker(&job).await {
                 continue;
-            } else {
+            }
+            if self.forced {
                 live.push(job);
+                continue;
+            }
+            match self.admission(&job).await {
+                Gate::Run => live.push(job),
+                Gate::Probe => probes.push(job),
+                // The scope's probe is in this group: wait for its verdict, in this round.
+                Gate::Defer(_) if probes.iter().any(|p| self.same_scope(p, &job)) => {
+                    behind_probe.push(job)
+                }
+                Gate::Defer(at) => self.defer_for_breaker(&job, at).await,
             }
         }
         self.started_at = Utc::now();
@@ -183,15 +205,32 @@ impl Round<'_> {
             .map(|j| (j, permanent(&format!("{} before this attempt", j.state))))
             .collect();
         self.record(verdicts, None).await;
+        if !probes.is_empty() {
+            // A half-open breaker's probe goes alone, so its outcome is its own; when it
+            // closes the breaker, the units of its scope claimed with it follow at once.
+            let probes = self.settle(&table, probes).await;
+            self.land(&table, probes).await;
+            for job in behind_probe {
+                match self.admission(&job).await {
+                    Gate::Run | Gate::Probe => live.push(job),
+                    Gate::Defer(at) => self.defer_for_breaker(&job, at).await,
+                }
+            }
+        }
         let live = self.settle(&table, live).await;
         self.land(&table, live).await;
     }
 
-    /// Whether the breaker of the job's scope holds it back; the job is then put back,
-    /// unattempted, until the breaker may let it through.
-    async fn held_by_breaker(&self, job: &ClaimedJob) -> bool {
+    fn same_scope(&self, a: &ClaimedJob, b: &ClaimedJob) -> bool {
+        let scope = &self.scheduler.store.config().breaker_scope;
+        scope.of(&a.processor_name, &a.table_ref) == scope.of(&b.processor_name, &b.table_ref)
+    }
+
+    /// What the breaker of the job's scope says: run, run as the half-open probe, or wait
+    /// until a time (an operator's bypass always runs).
+    async fn admission(&self, job: &ClaimedJob) -> Gate {
         if job.bypass_breaker || !matches!(job.state.as_str(), "pending" | "deferred") {
-            return false;
+            return Gate::Run;
         }
         let s = self.scheduler;
         let scope = s
@@ -199,27 +238,32 @@ impl Round<'_> {
             .config()
             .breaker_scope
             .of(&job.processor_name, &job.table_ref);
-        let at = match s.store.admit(scope, job.probe()).await {
-            Ok(Admission::Run) => return false,
+        match s.store.admit(scope, job.probe()).await {
+            Ok(Admission::Run) => Gate::Run,
             Ok(Admission::Probe) => {
                 tracing::info!(scope, unit_id = %job.unit_id, "breaker half-open: this unit is the probe");
-                return false;
+                Gate::Probe
             }
-            Ok(Admission::Defer(at)) => at,
+            Ok(Admission::Defer(at)) => Gate::Defer(at),
             Err(e) => {
                 // Without the breaker's answer, be conservative: wait one lease, ask again.
                 tracing::error!(error = %e, "reading the breaker failed; job re-scheduled");
-                Utc::now() + chrono::Duration::from_std(s.settings.lease).unwrap_or_default()
+                Gate::Defer(
+                    Utc::now() + chrono::Duration::from_std(s.settings.lease).unwrap_or_default(),
+                )
             }
-        };
-        match s.store.defer_for_breaker(job, at).await {
+        }
+    }
+
+    /// Puts the job back, unattempted, until the breaker may let it through.
+    async fn defer_for_breaker(&self, job: &ClaimedJob, at: DateTime<Utc>) {
+        match self.scheduler.store.defer_for_breaker(job, at).await {
             Ok(true) => {
                 tracing::info!(unit_id = %job.unit_id, next_attempt_at = %at, "breaker open: unit re-scheduled, not attempted")
             }
             Ok(false) => tracing::warn!("lease lost before the breaker deferral was recorded"),
             Err(e) => tracing::error!(error = %e, "re-scheduling for the breaker failed"),
         }
-        true
     }
 
     /// Settles every earlier statement that may still run and touches a key of `jobs`;

@@ -366,3 +366,39 @@ async fn a_replica_stopped_after_sending_is_adopted_not_sent_again(pool: PgPool)
     assert_eq!(b.table_rows(TABLE).await.len(), 2);
     b.stop().await;
 }
+
+#[sqlx::test]
+async fn after_a_half_open_probe_lands_the_units_claimed_with_it_follow_in_the_same_round(
+    pool: PgPool,
+) {
+    // A failed probe would wait 30 s (`probe_wait`); the units behind a landed probe do not.
+    let app = spawn_app_with(pool, |s| {
+        s.breaker.open_for = Duration::from_secs(1);
+        s.breaker.max_open_for = Duration::from_secs(1);
+        s.breaker.probe_wait = Duration::from_secs(30);
+    })
+    .await;
+    let buffered = games(3, 3);
+    for (id, date) in &buffered {
+        app.insert_all(TABLE, game_rows(id, date, 1, "orchestration"), "4s")
+            .await;
+    }
+    let (_, tripping) = app
+        .post_batch(&batch(&buffered, "backfill"), Some(5.0))
+        .await;
+    assert_eq!(units_in(&tripping, "deferred"), 3, "{tripping}");
+    let breaker = app.breaker("bdl_boxscores_processor").await;
+    assert_eq!(breaker["state"], "open", "{breaker}");
+
+    let clean: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("20260210_C{i}"), "2026-02-10".to_owned()))
+        .collect();
+    let (_, view) = app.post_batch(&batch(&clean, "backfill"), None).await;
+    let settled = app
+        .settle(view["batch_id"].as_str().unwrap(), Duration::from_secs(15))
+        .await;
+    assert_eq!(units_in(&settled, "loaded"), 6, "{settled}");
+    let breaker = app.breaker("bdl_boxscores_processor").await;
+    assert_eq!(breaker["state"], "closed", "{breaker}");
+    app.stop().await;
+}
