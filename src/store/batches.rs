@@ -290,7 +290,7 @@ impl Store {
 
 /// Advisory-lock space of intake's per-table lock (the two-key form; the claim lock uses
 /// the one-key form, a separate space).
-const INTAKE_LOCK_SPACE: i32 = 0x7367_0001;
+pub(super) const INTAKE_LOCK_SPACE: i32 = 0x7367_0001;
 
 /// Refuses a batch whose key columns (or partition column) differ from those of units of
 /// the same table that have not landed yet. Supersession compares keys of one shape only:

@@ -267,6 +267,13 @@ impl Store {
         reason: &str,
     ) -> Result<u64, Error> {
         let mut tx = self.pool.begin().await?;
+        // Intake's per-table lock: a batch committing meanwhile is either seen here (and
+        // deferred) or sees the hold (and defers itself) — never neither.
+        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(super::batches::INTAKE_LOCK_SPACE)
+            .bind(table)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into partition_holds (table_ref, partition_value, until) values ($1, $2, $3)
              on conflict (table_ref, partition_value) do update

@@ -19,7 +19,9 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         games: 89,
         buffered: 56,
         conflict_share: None,
-        buffer: "12s".into(),
+        // Longer than the backfill takes to post, on any machine; the test drains the
+        // buffer itself once every game has been tried (or held), instead of waiting.
+        buffer: "10m".into(),
         players: 5,
         table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
         start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
@@ -28,7 +30,9 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         token: None,
     };
 
+    let drain = tokio::spawn(drain_once_every_game_was_tried(app.pool.clone(), 89));
     let report = demo::run(&args, |_| {}).await.expect("demo runs");
+    drain.await.unwrap();
 
     assert_eq!(report.files, 89);
     assert_eq!(report.loaded_first_attempt, 33);
@@ -76,6 +80,29 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
             .unwrap();
     assert_eq!(resolved, vec![("auto_retry".to_owned(),)]);
     app.stop().await;
+}
+
+/// Waits until `games` batches are in and none of their units is still pending (each was
+/// refused or held, or landed), then moves the clock: the emulator's buffer drains now, and
+/// every deferred job is due.
+async fn drain_once_every_game_was_tried(pool: PgPool, games: i64) {
+    crate::helpers::eventually(Duration::from_secs(60), "every game tried", || async {
+        let (batches, pending): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from batches), (select count(*) from write_units where state = 'pending')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (batches == games && pending == 0).then_some(())
+    })
+    .await;
+    for statement in [
+        "update emulator.rows set buffered_until = now() where buffered_until > now()",
+        "update partition_holds set until = now()",
+        "update jobs set run_at = now() where state = 'available'",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
 }
 
 /// The README's experiment: the service goes away while the demo follows its units and
