@@ -63,6 +63,7 @@ impl App {
         http::auth::check_exposure(&settings.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
         store.migrate().await.context("applying migrations")?;
+        warn_if_clocks_differ(&store).await;
         let store = store.with_config(StoreConfig {
             breaker: settings.breaker,
             breaker_scope: settings.breaker_scope,
@@ -211,4 +212,23 @@ impl App {
 fn replica_name(address: SocketAddr) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     format!("{host}:{}:{}", address.port(), std::process::id())
+}
+
+/// Logs a warning when this machine's clock and Postgres's differ by more than a second.
+/// Every time the job table compares (due jobs, leases, retry times, holds, breakers) is on
+/// Postgres's clock; this one only stamps logs and attempt rows, so a skew shows there.
+async fn warn_if_clocks_differ(store: &Store) {
+    let before = chrono::Utc::now();
+    let Ok(postgres) = store.clock().await else {
+        return;
+    };
+    let after = chrono::Utc::now();
+    // Postgres read the clock somewhere between `before` and `after`.
+    let skew = (postgres - (before + (after - before) / 2)).num_milliseconds();
+    if skew.abs() > 1_000 {
+        tracing::warn!(
+            skew_ms = skew,
+            "this machine's clock and Postgres's differ by more than a second; the job table runs on Postgres's, logs and attempt times on this one's"
+        );
+    }
 }
