@@ -284,6 +284,20 @@ impl Round<'_> {
         };
         let (mut waiting, mut adopted) = (HashSet::new(), Vec::new());
         for statement in unsettled {
+            if statement.landed {
+                // Landed, its verdict never recorded: adopt the units it carried that still
+                // wait (a loaded unit claimed again is a heal, and is sent again).
+                let waiting: Vec<Uuid> = jobs
+                    .iter()
+                    .filter(|j| {
+                        statement.carried.contains(&j.unit_id)
+                            && matches!(j.state.as_str(), "pending" | "deferred")
+                    })
+                    .map(|j| j.unit_id)
+                    .collect();
+                adopted.push((statement.statement_id, statement.job_id.clone(), waiting));
+                continue;
+            }
             let fate = s
                 .warehouse
                 .statement_fate(table, &statement.job_id, SETTLE_WAIT)

@@ -293,10 +293,21 @@ impl Store {
     ) -> Result<Vec<i64>, Error> {
         let ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
         let attempts: Vec<i32> = jobs.iter().map(|j| j.1).collect();
+        // Rows a recording holds right now are skipped, not waited for: the recording locks
+        // units and jobs one by one in its own order, and waiting here could close a cycle
+        // (a deadlock that aborts the recording of a statement that landed). A skipped job
+        // is being recorded by its own claimer; it is lost only if it no longer runs under
+        // this claim, which the second query tells without a lock.
         let renewed: Vec<i64> = sqlx::query_scalar(
-            "update jobs j set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-             from unnest($1::bigint[], $2::int[]) as c(job_id, attempt)
-             where j.job_id = c.job_id and j.attempt = c.attempt and j.state = 'running'
+            "with mine as (
+                 select j.job_id from jobs j
+                 join unnest($1::bigint[], $2::int[]) as c(job_id, attempt)
+                   on j.job_id = c.job_id and j.attempt = c.attempt
+                 where j.state = 'running'
+                 order by j.job_id
+                 for update of j skip locked)
+             update jobs j set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+             from mine where j.job_id = mine.job_id
              returning j.job_id",
         )
         .bind(&ids)
@@ -305,7 +316,29 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let renewed: HashSet<i64> = renewed.into_iter().collect();
-        Ok(ids.into_iter().filter(|id| !renewed.contains(id)).collect())
+        let skipped: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !renewed.contains(id))
+            .collect();
+        if skipped.is_empty() {
+            return Ok(skipped);
+        }
+        let still_mine: Vec<i64> = sqlx::query_scalar(
+            "select j.job_id from jobs j
+             join unnest($1::bigint[], $2::int[]) as c(job_id, attempt)
+               on j.job_id = c.job_id and j.attempt = c.attempt
+             where j.state = 'running' and j.job_id = any($3)",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&skipped)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(skipped
+            .into_iter()
+            .filter(|id| !still_mine.contains(id))
+            .collect())
     }
 
     /// Extends a running job's lease; `false` when the lease was lost.

@@ -37,6 +37,9 @@ pub struct Unsettled {
     pub statement_id: i64,
     /// Its warehouse job id.
     pub job_id: String,
+    /// It is known to have landed (`done`) but carried a unit about to be sent again: its
+    /// verdict was never recorded (the replica died, or recording failed, after it landed).
+    pub landed: bool,
     /// Units of the group about to be sent whose key (and partition) it touched.
     pub touches: Vec<Uuid>,
     /// Units of the group about to be sent that it carried themselves (an earlier attempt
@@ -168,7 +171,8 @@ impl Store {
     }
 
     /// Statements of `table` that may still run (sent, running, unknown) and touch the key
-    /// (and partition) of any of `units`.
+    /// (and partition) of any of `units`, and statements that landed (done) carrying one of
+    /// `units` itself — a landing whose verdict was never recorded.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -178,7 +182,7 @@ impl Store {
         units: &[Uuid],
     ) -> Result<Vec<Unsettled>, Error> {
         Ok(sqlx::query_as(
-            "select s.statement_id, s.job_id,
+            "select s.statement_id, s.job_id, s.state = 'done' as landed,
                     array_agg(distinct g.unit_id) as touches,
                     array_agg(distinct g.unit_id) filter (where o.unit_id = g.unit_id) as carried_raw
              from statements s
@@ -187,7 +191,8 @@ impl Store {
              join write_units g on g.unit_id = any($2)
                   and g.table_ref = o.table_ref and g.key = o.key
                   and g.partition_value is not distinct from o.partition_value
-             where s.table_ref = $1 and s.state in ('sent', 'running', 'unknown')
+             where s.table_ref = $1
+               and (s.state in ('sent', 'running', 'unknown') or (s.state = 'done' and o.unit_id = g.unit_id))
              group by s.statement_id, s.job_id
              order by s.statement_id",
         )
@@ -199,6 +204,7 @@ impl Store {
         .map(|row: UnsettledRow| Unsettled {
             statement_id: row.statement_id,
             job_id: row.job_id,
+            landed: row.landed,
             touches: row.touches,
             carried: row.carried_raw.unwrap_or_default(),
         })
@@ -315,6 +321,7 @@ impl Store {
 struct UnsettledRow {
     statement_id: i64,
     job_id: String,
+    landed: bool,
     touches: Vec<Uuid>,
     carried_raw: Option<Vec<Uuid>>,
 }

@@ -402,3 +402,69 @@ async fn after_a_half_open_probe_lands_the_units_claimed_with_it_follow_in_the_s
     assert_eq!(breaker["state"], "closed", "{breaker}");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_statement_that_landed_but_was_never_recorded_is_adopted(pool: PgPool) {
+    // The replica died (or its recording failed) between the warehouse's answer and the
+    // record: the statement is `done`, its unit still waits.
+    let app = spawn_app_with(pool.clone(), |s| s.scheduler = false).await;
+    let game = vec![("20260124_LAL_BOS".to_owned(), "2026-01-24".to_owned())];
+    let (_, view) = app.post_batch(&batch(&game, "backfill"), None).await;
+    let store = Store::new(pool.clone());
+    let job = store
+        .claim("dead-replica", 1, 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let statement = store
+        .begin_statement(
+            "streamguard-landed-unrecorded",
+            TABLE,
+            "dead-replica",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let outcome = streamguard::warehouse::ReplaceOutcome {
+        rows_deleted: Some(0),
+        rows_inserted: 2,
+        bytes_billed: None,
+    };
+    store
+        .finish_statement(
+            statement,
+            streamguard::store::statements::StatementState::Done,
+            Some(&outcome),
+            None,
+        )
+        .await
+        .unwrap();
+    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    scheduler(&pool).run_once().await.unwrap();
+
+    let (_, view) = app
+        .get(&format!(
+            "/v1/batches/{}",
+            view["batch_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(view["units"][0]["state"], "loaded", "{view}");
+    assert_eq!(statements(&app).await.len(), 1, "adopted, not sent again");
+    let history: Vec<(i32, String, Option<i64>)> =
+        sqlx::query_as("select attempt, outcome, statement_id from attempts order by attempt")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        history,
+        vec![
+            (1, "lost".into(), Some(statement)),
+            (2, "loaded".into(), Some(statement))
+        ]
+    );
+    app.stop().await;
+}
