@@ -40,6 +40,11 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(run): Path<String>,
 ) -> Result<Json<RunReport>> {
+    // No run name holds a NUL (intake refuses control characters), and Postgres cannot
+    // take one in a text parameter.
+    if run.contains('\0') {
+        return Err(Error::NotFound(format!("no batch names run {run:?}")));
+    }
     state
         .store
         .run_report(&run)

@@ -32,6 +32,12 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<StatementView>> {
+    // Job ids are ASCII; Postgres cannot take a NUL in a text parameter.
+    if job_id.contains('\0') {
+        return Err(Error::NotFound(format!(
+            "no statement with job id {job_id:?}"
+        )));
+    }
     state
         .store
         .statement(&job_id)

@@ -413,13 +413,19 @@ async fn supersede(
     keys: &[Value],
     partitions: &[Option<Value>],
 ) -> Result<u64, Error> {
+    // The units are locked in unit_id order first, the order a statement's recording locks
+    // them in, so intake and recording never wait on each other in a cycle.
     let superseded: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "update write_units w set state = 'superseded', next_attempt_at = null, updated_at = now()
-         from unnest($2::jsonb[], $3::jsonb[]) as n(key, partition_value)
-         where w.table_ref = $1
-           and md5(w.key::text || coalesce(w.partition_value::text, '')) = md5(n.key::text || coalesce(n.partition_value::text, ''))
-           and w.key = n.key and w.partition_value is not distinct from n.partition_value
-           and w.state in ('pending', 'deferred')
+        "with older as (
+             select w.unit_id from write_units w
+             join unnest($2::jsonb[], $3::jsonb[]) as n(key, partition_value)
+               on md5(w.key::text || coalesce(w.partition_value::text, '')) = md5(n.key::text || coalesce(n.partition_value::text, ''))
+              and w.key = n.key and w.partition_value is not distinct from n.partition_value
+             where w.table_ref = $1 and w.state in ('pending', 'deferred')
+             order by w.unit_id
+             for update of w)
+         update write_units w set state = 'superseded', next_attempt_at = null, updated_at = now()
+         from older where w.unit_id = older.unit_id and w.state in ('pending', 'deferred')
          returning w.unit_id, w.conflict_id",
     )
     .bind(table)

@@ -88,8 +88,12 @@ async fn forty_keys_over_eight_partitions_land_in_one_statement(pool: PgPool) {
     assert_eq!(statement["state"], "done");
     assert_eq!(statement["rows_inserted"], 80);
     assert_eq!(statement["unit_attempts"].as_array().unwrap().len(), 40);
-    let (status, _) = app.get("/v1/statements/streamguard-nope").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    for missing in ["streamguard-nope", "streamguard-%00", "%00"] {
+        let (status, _) = app.get(&format!("/v1/statements/{missing}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        let (status, _) = app.get(&format!("/v1/runs/{missing}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
 
     let metrics = app
         .client
