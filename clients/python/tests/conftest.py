@@ -60,6 +60,16 @@ class Service:
             r.raise_for_status()
             return [row["data"] for row in r.json()["rows"]]
 
+    def declare(self, table: str, fields: list[dict[str, str]]) -> None:
+        """Declares an emulator table's schema (BigQuery's tables.insert body)."""
+        project, dataset, table_id = table.split(".")
+        body = {
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table_id},
+            "schema": {"fields": fields},
+        }
+        with self.http("writer") as h:
+            h.post("/emulator/tables", json=body).raise_for_status()
+
     def insert_all(self, table: str, rows: list[dict[str, Any]], buffer: str) -> None:
         """Streams rows into the emulator's buffer for ``buffer`` (``"2s"``)."""
         with self.http("writer") as h:

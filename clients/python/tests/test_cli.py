@@ -29,6 +29,18 @@ def test_replace_with_a_run_follows_it_and_prints_the_report(
     service: Service, names: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     processor, table = names
+    # `exact` is BIGNUMERIC: its 20 decimal places must land as sent.
+    service.declare(
+        table,
+        [
+            {"name": "game_id", "type": "STRING"},
+            {"name": "game_date", "type": "DATE"},
+            {"name": "player_lookup", "type": "STRING"},
+            {"name": "points", "type": "INT64"},
+            {"name": "source", "type": "STRING"},
+            {"name": "exact", "type": "BIGNUMERIC"},
+        ],
+    )
     service.insert_all(table, game_rows("g1", "2026-01-24", source="orchestration"), "1s")
     rows = game_rows("g1", "2026-01-24") + game_rows("g2", "2026-01-25")
     rows[0]["exact"] = 0.1

@@ -48,8 +48,11 @@ def test_the_example_backfill_lands_with_its_report(
         if line.startswith("  ") and not line.strip().startswith("elapsed")
     }
     assert report["batches"] == "10"
-    assert report["loaded on first attempt"] == "7"
-    assert report["resolved by retry"] == "3"
+    # The 3 streamed games share their day (a partition) with 5 others: how many of those
+    # are blocked with them depends on how fast the buffer (1 s) drains against the posts;
+    # every game lands, the streamed ones by a retry.
+    first, retried = int(report["loaded on first attempt"]), int(report["resolved by retry"])
+    assert first + retried == 10 and retried >= 3, report
     assert report["unresolved (gave up)"] == "0"
     rows = service.table_rows("nba-props-platform.nba_raw.bdl_player_boxscores")
     assert len(rows) == 10 * 10 and all(
