@@ -22,8 +22,9 @@
 //!   this round, and refusals in it are halved by key down to the blocked rows;
 //! - a permanent error is halved by keys until the bad unit stands alone and fails.
 //!
-//! A partition blocked as a whole is held out of new groups until its units' next attempt,
-//! and its waiting units are deferred unattempted with a conflict. Worst case for `b`
+//! A partition blocked as a whole (several of its units refused together, the probe
+//! among them) is held out of new groups until its units' next attempt, and its waiting
+//! units are deferred unattempted with a conflict. Worst case for `b`
 //! blocked partitions of `P` in one group: about `2·b·log2(P/b) + 2·b` statements; for `b`
 //! bad (or blocked) keys of `n`: about `2·b·log2(n)`. A round sends at most
 //! [`MAX_STATEMENTS_PER_ROUND`]; units left undecided then are put back unattempted, and
@@ -601,7 +602,10 @@ impl Round<'_> {
                     _ => None,
                 })
                 .min();
+            // Known blocked as a whole only when several of its units were refused
+            // together (a lone refused unit may be blocked by its own rows alone).
             let blocked_as_a_whole = partitions.len() == 1
+                && jobs.len() > 1
                 && !jobs
                     .first()
                     .is_some_and(|j| self.open_partitions.contains(&partition_of(j)));
