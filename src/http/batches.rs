@@ -113,7 +113,29 @@ pub(crate) async fn create(
             errors: too_big,
         });
     }
-    let schema_check = check_schema(&state, &request, &batch.table).await?;
+    let (schema_check, schema) = check_schema(&state, &request, &batch.table).await?;
+    // One spelling per key value (`"31"` and `31` are one INT64 key), so units of one key
+    // supersede each other however a processor spells it.
+    let batch = match schema {
+        Some(schema) => {
+            let mut canonical = request.clone();
+            schema.canonicalize_keys(&mut canonical);
+            if canonical.rows == request.rows && canonical.delete_keys == request.delete_keys {
+                batch
+            } else {
+                canonical
+                    .validate(&state.settings.limits)
+                    .map_err(|errors| Error::Unprocessable {
+                        detail: format!(
+                            "the batch has {} problem(s); nothing of it was accepted",
+                            errors.len()
+                        ),
+                        errors,
+                    })?
+            }
+        }
+        None => batch,
+    };
     let payload = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.into()))?;
     let hash = Sha256::digest(&payload);
     let intake = state
@@ -156,13 +178,15 @@ pub(crate) async fn create(
 /// a good batch. When the schema cannot be read the batch is accepted, and the answer
 /// says so: an outage of BigQuery's metadata API must not stop processors.
 ///
+/// Returns the check's report and the schema the rows fit (`None` when unchecked).
+///
 /// # Errors
 /// 422 listing each problem with its pointer; nothing of the batch is accepted.
 async fn check_schema(
     state: &AppState,
     request: &BatchRequest,
     table: &crate::domain::TableRef,
-) -> Result<SchemaCheck> {
+) -> Result<(SchemaCheck, Option<crate::domain::TableSchema>)> {
     let unchecked = |why: String| SchemaCheck {
         status: SchemaCheckStatus::Unchecked,
         detail: format!(
@@ -171,25 +195,28 @@ async fn check_schema(
     };
     let schema = match state.warehouse.table_schema(table, false).await {
         Ok(Some(schema)) => schema,
-        Ok(None) => return Ok(unchecked(format!("the {} has no schema for table {table} yet (an emulator table takes the one inferred from its first write unless declared with POST /emulator/tables)", state.warehouse.kind()))),
+        Ok(None) => return Ok((unchecked(format!("the {} has no schema for table {table} yet (an emulator table takes the one inferred from its first write unless declared with POST /emulator/tables)", state.warehouse.kind())), None)),
         Err(e) => {
             tracing::warn!(table = %table, error = %e, "table schema unreadable; batch accepted unchecked");
-            return Ok(unchecked(format!("the schema of {table} could not be read ({e})")));
+            return Ok((unchecked(format!("the schema of {table} could not be read ({e})")), None));
         }
     };
+    let mut schema = schema;
     let mut problems = schema.check_batch(request);
     if !problems.is_empty() {
         if let Ok(Some(fresh)) = state.warehouse.table_schema(table, true).await {
             if fresh != schema {
                 problems = fresh.check_batch(request);
+                schema = fresh;
             }
         }
     }
     if problems.is_empty() {
-        return Ok(SchemaCheck {
+        let check = SchemaCheck {
             status: SchemaCheckStatus::Checked,
             detail: format!("every row fits the schema of {table}"),
-        });
+        };
+        return Ok((check, Some(schema)));
     }
     Err(Error::Unprocessable {
         detail: format!(

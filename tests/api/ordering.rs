@@ -231,3 +231,41 @@ async fn a_stalled_replicas_late_write_is_healed_by_reapplying_the_newest_unit(p
     intake.stop().await;
     live.stop().await;
 }
+
+#[sqlx::test]
+async fn a_key_is_one_key_however_its_typed_value_is_spelled(pool: PgPool) {
+    let app = crate::helpers::spawn_app(pool).await;
+    let (status, body) = app
+        .post(
+            "/emulator/tables",
+            &json!({"tableReference": {"projectId": "qa-proj", "datasetId": "d", "tableId": "n1"},
+                    "schema": {"fields": [{"name": "n", "type": "INTEGER", "mode": "REQUIRED"},
+                                          {"name": "p", "type": "DATE"},
+                                          {"name": "v", "type": "INTEGER"}]},
+                    "timePartitioning": {"type": "DAY", "field": "p"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let post = |n: Value, p: &str, v: i64| {
+        json!({"processor_name": "p", "table": "qa-proj.d.n1", "key_columns": ["n"],
+               "partition_column": "p", "rows": [{"n": n, "p": p, "v": v}]})
+    };
+    for (i, (n, p)) in [
+        (json!(31), "2026-01-05"),
+        (json!("0x1F"), "2026-1-5"),
+        (json!(" 31"), "2026-01-5"),
+        (json!("+31"), "2026-1-05"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, view) = app.post_batch(&post(n, p, i as i64), Some(10.0)).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["units"][0]["key"], json!({"n": 31}), "{view}");
+        assert_eq!(view["units"][0]["partition"], json!("2026-01-05"), "{view}");
+        assert_eq!(view["units"][0]["state"], "loaded", "{view}");
+    }
+    let rows = app.table_rows("qa-proj.d.n1").await;
+    assert_eq!(rows, vec![json!({"n": 31, "p": "2026-01-05", "v": 3})]);
+    app.stop().await;
+}

@@ -14,6 +14,7 @@
 //! accepts). [`TableSchema::validate`] checks a declared schema; [`TableSchema::infer`]
 //! makes one up from rows, as the emulator does for a table written before it was declared.
 
+pub mod canonical;
 pub mod check;
 mod infer;
 mod temporal;
