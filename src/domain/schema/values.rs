@@ -73,7 +73,7 @@ pub fn check_scalar(field: &Field, value: &Value) -> Result<(), Refusal> {
     let wrong_kind = || {
         refuse(
             format!(
-                "{} cannot be written to a {} column{}",
+                "{} cannot be written to a column of type {}{}",
                 json_type(value),
                 field.type_text(),
                 accepted(t)
@@ -167,7 +167,7 @@ pub fn check_scalar(field: &Field, value: &Value) -> Result<(), Refusal> {
         )),
         (FieldType::Record, _) => Err(wrong_kind()),
         (_, Value::Array(_)) => Err(refuse(
-            format!("an array cannot be written to a {} column (it is not REPEATED)", field.type_text()),
+            format!("an array cannot be written to a column of type {} (it is not REPEATED)", field.type_text()),
             format!("Array specified for non-repeated field: {}.", field.name),
         )),
         _ => Err(wrong_kind()),
