@@ -149,19 +149,17 @@ async fn killed_mid_attempt_and_restarted_every_unit_lands_exactly_once(pool: Pg
         rescued, stranded,
         "the stranded jobs were claimed again after their lease expired"
     );
-    // Each unit's history shows the killed attempt, pointing at the statement it was in,
-    // and that statement was settled (it never landed: the emulator died with it) before
-    // the next one was sent.
+    // Each unit's history shows the killed attempt, pointing at the statement it was in if
+    // one was sent, and every statement was settled (one in flight never landed: the
+    // emulator died with it) before the next one was sent.
     let lost: Vec<(i32, Option<i64>)> =
         sqlx::query_as("select attempt, statement_id from attempts where outcome = 'lost'")
             .fetch_all(&pool)
             .await
             .unwrap();
     assert_eq!(lost.len() as i64, stranded, "{lost:?}");
-    assert!(
-        lost.iter().all(|(attempt, s)| *attempt == 1 && s.is_some()),
-        "{lost:?}"
-    );
+    // Killed after the claim: before its statement was written (no statement) or after.
+    assert!(lost.iter().all(|(attempt, _)| *attempt == 1), "{lost:?}");
     let unsettled: i64 = sqlx::query_scalar(
         "select count(*) from statements where state in ('sent', 'running', 'unknown')",
     )
