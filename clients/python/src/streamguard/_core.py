@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import random
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,16 +188,20 @@ class BatchSpec:
     idempotency_key: str | None
     wait: float | None
     split: bool
+    #: A nonce of this ``replace`` call (``spec_for`` draws one): it is part of the derived
+    #: idempotency key, so the call's own retries replay its batch while a later call with
+    #: the same rows — a revert, a re-run — writes them again.
+    call: str = ""
 
 
-def content_key(body: Mapping[str, Any]) -> str:
+def content_key(body: Mapping[str, Any], call: str = "") -> str:
     """An idempotency key derived from a batch's content: ``sg-`` and the SHA-256 of its
-    canonical JSON (members sorted) without the key itself. The same rows, table, key
-    columns, processor and run always give the same key, so a retried POST replays the
+    canonical JSON (members sorted) without the key itself, and of the ``call``'s nonce.
+    Within one call the same rows always give the same key, so a retried POST replays the
     batch the first one made instead of writing a second."""
     content = {k: v for k, v in body.items() if k != "idempotency_key"}
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "sg-" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sg-" + hashlib.sha256((canonical + call).encode()).hexdigest()
 
 
 def part_body(spec: BatchSpec, part: Part, whole: bool) -> dict[str, Any]:
@@ -216,7 +221,7 @@ def part_body(spec: BatchSpec, part: Part, whole: bool) -> dict[str, Any]:
     if spec.run is not None:
         body["run"] = spec.run
     if spec.idempotency_key is None:
-        body["idempotency_key"] = content_key(body)
+        body["idempotency_key"] = content_key(body, spec.call)
     elif whole:
         body["idempotency_key"] = spec.idempotency_key
     else:
@@ -262,7 +267,10 @@ def spec_for(
     columns = (key_columns,) if isinstance(key_columns, str) else tuple(key_columns)
     if wait is not None and wait < 0:
         raise ValueError("wait must be a number of seconds >= 0")
-    return BatchSpec(name, table, columns, partition_column, run, idempotency_key, wait, split)
+    call = uuid.uuid4().hex
+    return BatchSpec(
+        name, table, columns, partition_column, run, idempotency_key, wait, split, call
+    )
 
 
 def request_timeout(base: float | None, wait: float | None) -> float | None:
