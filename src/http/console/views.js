@@ -10,7 +10,8 @@ function whyWaiting(unit, list) {
   const reasons = [];
   const err = unit.error || "";
   const refused = `attempt ${unit.attempts} was refused`;
-  if (/streaming buffer/i.test(err)) reasons.push(`rows still in BigQuery's streaming buffer (${refused})`);
+  if (/is held until/i.test(err)) reasons.push("not attempted: its partition is held, another of its keys was just refused for BigQuery's streaming buffer");
+  else if (/streaming buffer/i.test(err)) reasons.push(`rows still in BigQuery's streaming buffer (${refused})`);
   else if (/concurrent|serialize/i.test(err)) reasons.push(`another DML statement on the table (${refused})`);
   else if (/quota|rate/i.test(err)) reasons.push(`BigQuery quota or rate limit (${refused})`);
   else if (err) reasons.push(esc(err));
