@@ -73,6 +73,8 @@ pub struct AppState {
     /// waiting and answer with what it has. The server gives in-flight requests at most
     /// `STREAMGUARD_SHUTDOWN_TIMEOUT` after it is cancelled.
     pub shutdown: CancellationToken,
+    /// The scheduler's LISTEN connection (for `/readyz` and `/metrics`).
+    pub listen: crate::scheduler::ListenStatus,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

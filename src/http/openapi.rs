@@ -201,7 +201,9 @@ pub struct HealthBody {
 
 /// Body of `GET /readyz` when ready (documentation only).
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator"}))]
+#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator",
+    "listen": {"state": "connected", "since": "2026-01-25T12:00:00Z",
+               "last_notification_at": "2026-01-25T12:03:10Z", "reconnects": 0}}))]
 pub struct ReadyBody {
     /// `ready`.
     pub status: String,
@@ -209,6 +211,8 @@ pub struct ReadyBody {
     pub database: String,
     /// `emulator` or `bigquery`.
     pub warehouse: String,
+    /// The scheduler's LISTEN connection; informative, it never fails readiness.
+    pub listen: crate::scheduler::listen::ListenReport,
 }
 
 /// This OpenAPI document.

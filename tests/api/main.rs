@@ -14,6 +14,7 @@ mod console;
 mod crash;
 mod hostile_input;
 mod intake;
+mod listen;
 mod openapi;
 mod operator;
 mod ordering;
