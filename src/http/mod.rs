@@ -27,6 +27,7 @@ pub mod breakers;
 pub mod conflicts;
 pub mod console;
 pub mod emulator;
+pub mod emulator_faults;
 pub mod emulator_tables;
 mod error;
 pub mod extract;

@@ -12,6 +12,7 @@ mod bigquery;
 mod breakers;
 mod console;
 mod crash;
+mod faults;
 mod hostile_input;
 mod intake;
 mod listen;
