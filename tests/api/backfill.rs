@@ -126,7 +126,19 @@ async fn demo_waits_out_a_service_restart(pool: PgPool) {
     })
     .await;
     first.stop().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the demo noticing the service is gone",
+        || async {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("service unreachable"))
+                .then_some(())
+        },
+    )
+    .await;
     assert!(!demo.is_finished(), "the demo waits for the service");
     let second = spawn_app_with(pool.clone(), tweak).await;
 
@@ -176,7 +188,11 @@ async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: Pg
         token: None,
         faults: None,
     };
-    let demo = tokio::spawn(async move { demo::run(&args, |_| {}).await });
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let printed = lines.clone();
+    let demo = tokio::spawn(async move {
+        demo::run(&args, move |line| printed.lock().unwrap().push(line)).await
+    });
     let count = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>("select count(*) from batches")
             .fetch_one(&pool)
@@ -193,7 +209,19 @@ async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: Pg
     first.stop().await;
     let posted = count(pool.clone()).await;
     assert!(posted < games as i64, "stopped mid-post ({posted} posted)");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the demo noticing the service is gone",
+        || async {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("service unreachable"))
+                .then_some(())
+        },
+    )
+    .await;
     let second = spawn_app_with(pool.clone(), tweak).await;
 
     let report = demo

@@ -111,7 +111,7 @@ async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
         ))
         .await;
     assert_eq!(old["units"][0]["state"], "superseded");
-    tokio::time::sleep(Duration::from_millis(500)).await; // past any retry the old unit had scheduled
+    app.until_no_job_can_run().await; // no retry the old unit had scheduled is left
     let rows = app.table_rows(TABLE).await;
     assert_eq!(rows.len(), 2);
     assert!(
