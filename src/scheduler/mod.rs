@@ -153,12 +153,17 @@ impl Scheduler {
     /// The worker loop; returns when `shutdown` is cancelled and in-flight attempts have
     /// drained (or the drain timeout passed).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut listener = None;
+        let mut listener = listen(&self.store, &self.listen).await;
         let permits = Arc::new(Semaphore::new(self.settings.concurrency as usize));
         let mut tasks = JoinSet::new();
         tracing::info!(replica = %self.settings.replica, warehouse = self.warehouse.kind(), "scheduler started");
         let mut last_sweep = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if listener.is_none() {
+                // Lost or never made: try again once per wake-up, outside the select so
+                // that another branch winning cannot cut a connection attempt short.
+                listener = listen(&self.store, &self.listen).await;
+            }
             if last_sweep.elapsed() >= SWEEP_INTERVAL {
                 last_sweep = tokio::time::Instant::now();
                 match self.store.close_stale_reported_conflicts().await {
@@ -195,7 +200,7 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                notification = recv(&mut listener, &self.store, &self.listen) => {
+                notification = recv(&mut listener, &self.listen) => {
                     if let Err(e) = notification {
                         tracing::warn!(error = %e, "LISTEN connection failed; polling only until it reconnects on a later wake-up");
                         self.listen.reconnecting();
@@ -224,22 +229,41 @@ impl Scheduler {
     }
 }
 
-/// Waits for the next notification on the LISTEN connection, connecting first when there
-/// is none, and keeps `status` up to date. An error means the connection could not be
-/// made or was lost and not re-established; the caller polls and calls again later.
-async fn recv(
-    listener: &mut Option<PgListener>,
-    store: &Store,
-    status: &ListenStatus,
-) -> Result<(), sqlx::Error> {
-    let l = match listener {
-        Some(l) => l,
-        None => {
-            let mut l = PgListener::connect_with(store.pool()).await?;
-            l.listen(JOBS_CHANNEL).await?;
+/// How long one attempt to open the LISTEN connection may take.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the LISTEN connection and records the outcome in `status`; `None` when it could
+/// not be made (the scheduler polls meanwhile).
+async fn listen(store: &Store, status: &ListenStatus) -> Option<PgListener> {
+    let connect = async {
+        let mut l = PgListener::connect_with(store.pool()).await?;
+        l.listen(JOBS_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(l)) => {
             status.connected();
-            listener.insert(l)
+            Some(l)
         }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no LISTEN connection; polling only until it can be made");
+            status.reconnecting();
+            None
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?LISTEN_CONNECT_TIMEOUT, "opening the LISTEN connection timed out; polling only until it can be made");
+            status.reconnecting();
+            None
+        }
+    }
+}
+
+/// Waits for the next notification on the LISTEN connection (forever without one) and
+/// keeps `status` up to date. An error means the connection was lost and not
+/// re-established: `listener` is emptied, and the loop opens a new one on a later wake-up.
+async fn recv(listener: &mut Option<PgListener>, status: &ListenStatus) -> Result<(), sqlx::Error> {
+    let Some(l) = listener else {
+        return std::future::pending().await;
     };
     loop {
         // `try_recv` answers `None` when the connection was lost and re-established.
@@ -250,8 +274,8 @@ async fn recv(
             }
             Ok(None) => status.reconnected(),
             Err(e) => {
-                // Start over with a new connection on the next call, so that its success
-                // is seen (and counted) rather than hidden inside the listener.
+                // Start over with a new connection on a later wake-up, so that its
+                // success is seen (and counted) rather than hidden inside the listener.
                 *listener = None;
                 return Err(e);
             }
