@@ -115,22 +115,23 @@ async fn a_quota_storm_slows_the_table_down_without_opening_the_breaker(pool: Pg
     assert_eq!(status, StatusCode::ACCEPTED, "{view}");
     let batch_id = view["batch_id"].as_str().unwrap().to_owned();
 
-    // The pace doubles with each refusal: wait for two.
+    // The pace doubles with each refusal: wait for two (the pace is updated as the answer
+    // comes, the attempts are recorded just after).
     let slowed = eventually(
         Duration::from_secs(30),
-        "the table's pace to slow down",
+        "two refusals slowing the pace",
         || async {
             let interval = pacing_interval(&app.pool).await;
-            (interval >= 2.0).then_some(interval)
+            let refused: i64 = sqlx::query_scalar(
+                "select count(*) from attempts where error_class = 'quota_exceeded'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (interval >= 2.0 && refused >= 2).then_some(interval)
         },
     )
     .await;
-    let refused: i64 =
-        sqlx::query_scalar("select count(*) from attempts where error_class = 'quota_exceeded'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(refused >= 2, "{refused} quota refusals");
     let breaker = app.breaker(PROCESSOR).await;
     assert_eq!(breaker["state"], "closed", "{breaker}");
 
