@@ -130,6 +130,9 @@ impl App {
             emulator,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
+            listen: scheduler
+                .as_ref()
+                .map_or_else(crate::scheduler::ListenStatus::off, |s| s.listen_status()),
         };
         Ok(Self {
             listener,

@@ -18,6 +18,7 @@ use crate::notify::AlertSettings;
 use crate::store::jobs::GroupBounds;
 use crate::warehouse::bigquery::{BigQuerySettings, Credentials, DEFAULT_ENDPOINT};
 use crate::warehouse::emulator::{BufferTime, ConflictScope, EmulatorSettings};
+use crate::warehouse::faults::Faults;
 
 /// The default database: a local Postgres database named `streamguard` (created if missing).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streamguard";
@@ -209,7 +210,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMGUARD_RETRY_MAX_ATTEMPTS", default_value_t = 8, value_parser = parse_attempts)]
     pub retry_max_attempts: u32,
 
-    /// Jitter fraction in [0, 1): each delay is multiplied by a factor in [1-j, 1+j]; 0 disables.
+    /// Jitter fraction in [0, 1): each delay is multiplied by a factor in [1, 1+j] (spread upward, never early); 0 disables.
     #[arg(long, env = "STREAMGUARD_RETRY_JITTER", default_value_t = 0.1, value_parser = parse_jitter)]
     pub retry_jitter: f64,
 
@@ -224,6 +225,12 @@ pub struct ServeArgs {
     /// Latency added to each emulator replace (imitates BigQuery's seconds-long DML).
     #[arg(long, env = "STREAMGUARD_EMULATOR_LATENCY", default_value = "0s", value_parser = parse_latency)]
     pub emulator_latency: Duration,
+
+    /// Faults the emulator injects per statement, e.g.
+    /// `concurrent_dml=0.1,quota_exceeded=0.05,transient=0.05,lost_answer=0.02,latency=0.5s..2s,seed=42`
+    /// (rates from 0 to 1, adding up to at most 1; `seed` makes the draws repeatable).
+    #[arg(long, env = "STREAMGUARD_EMULATOR_FAULTS", default_value = "none", value_parser = parse_faults)]
+    pub emulator_faults: Faults,
 
     /// How long a claimed job's lease lasts without renewal.
     #[arg(long, env = "STREAMGUARD_LEASE", default_value = "30s", value_parser = parse_lease)]
@@ -560,6 +567,7 @@ impl Settings {
                 buffer: args.emulator_buffer,
                 conflict_scope: args.emulator_conflict_scope,
                 latency: args.emulator_latency,
+                faults: args.emulator_faults,
             },
             bigquery,
             lease: args.lease,
@@ -626,6 +634,7 @@ impl ServeArgs {
             emulator_buffer: parse_buffer("10s..30s").expect("valid"),
             emulator_conflict_scope: ConflictScope::Partition,
             emulator_latency: Duration::ZERO,
+            emulator_faults: Faults::default(),
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             concurrency: 8,
@@ -877,6 +886,12 @@ fn parse_buffer(s: &str) -> Result<BufferTime, String> {
     })
 }
 
+fn parse_faults(s: &str) -> Result<Faults, String> {
+    s.parse().map_err(|e| {
+        format!("STREAMGUARD_EMULATOR_FAULTS expects `name=rate` pairs like `concurrent_dml=0.1,quota_exceeded=0.05,latency=0.5s..2s,seed=42` (or `none`): {e}")
+    })
+}
+
 fn parse_scope(s: &str) -> Result<ConflictScope, String> {
     match s.trim() {
         "partition" => Ok(ConflictScope::Partition),
@@ -1106,6 +1121,33 @@ mod tests {
             .unwrap_err()
             .contains("STREAMGUARD_EMULATOR_BUFFER"));
         assert!(parse_buffer("forever").is_err());
+    }
+
+    #[test]
+    fn emulator_faults_parse_and_errors_name_the_variable() {
+        let f = parse_faults("quota_exceeded=1,seed=42").unwrap();
+        assert_eq!((f.quota_exceeded, f.seed), (1.0, Some(42)));
+        let e = parse_faults("quota=1").unwrap_err();
+        assert!(
+            e.contains("STREAMGUARD_EMULATOR_FAULTS") && e.contains("unknown fault"),
+            "{e}"
+        );
+        let cli = Cli::try_parse_from([
+            "streamguard",
+            "serve",
+            "--emulator-faults",
+            "lost_answer=0.5,seed=1",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve");
+        };
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(settings.emulator.faults.lost_answer, 0.5);
+        assert!(Settings::for_tests("postgres://x/y")
+            .emulator
+            .faults
+            .is_none());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! With most games buffered (`--conflict-share 0.9`, or the seed's own 62.9 %) the
 //! processor's circuit breaker trips: the demo prints each breaker transition as
 //! `GET /v1/breakers/{scope}` shows it, and the final table counts trips and recoveries.
+//!
+//! `--faults` makes the emulator refuse or lose some of the run's statements (BigQuery's
+//! concurrent-update, rate-limit and backend errors, answers lost after the write landed)
+//! and adds latency; the final table still has every game exactly once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -58,9 +62,22 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Bearer token for a service with access control; it needs the `write` and `read`
-    /// scopes. None for a service without tokens.
+    /// scopes (and `admin` with `--faults`). None for a service without tokens.
     #[arg(long, env = "STREAMGUARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Faults the emulator injects into the run's table while it runs, in the syntax of
+    /// `STREAMGUARD_EMULATOR_FAULTS`, e.g.
+    /// `concurrent_dml=0.1,quota_exceeded=0.05,transient=0.05,lost_answer=0.02,seed=42`:
+    /// set with `PUT /emulator/tables/{table}/faults` before the backfill and cleared after,
+    /// so the service shows itself riding through them.
+    #[arg(long, value_parser = parse_faults)]
+    pub faults: Option<String>,
+}
+
+fn parse_faults(s: &str) -> Result<String, String> {
+    s.parse::<crate::warehouse::faults::Faults>()
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("--faults: {e}"))
 }
 
 /// The demo's final figures.
@@ -287,6 +304,22 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let run = format!("demo backfill {run_id}");
 
     declare_table(&http, base, &args.table, &mut print).await?;
+    if let Some(faults) = &args.faults {
+        let url = format!("{base}/emulator/tables/{}/faults", args.table);
+        let body = expect_ok(
+            http.put(&url)
+                .json(&json!({ "faults": faults }))
+                .send()
+                .await
+                .with_context(|| format!("PUT {url}: is the service running?"))?,
+        )
+        .await
+        .context("setting --faults (needs a token with `admin` on a service with tokens)")?;
+        print(format!(
+            "injecting faults into every statement on {}: {}",
+            args.table, body["faults"]
+        ));
+    }
     print(format!(
         "streaming {} games' rows through insertAll ({} still buffered for {})",
         games.len(),
@@ -498,6 +531,12 @@ pub async fn run(args: &BackfillArgs, mut print: impl FnMut(String)) -> anyhow::
     let (duplicates, missing) = check_table(&rows, &games, args.players);
     report.duplicate_rows = duplicates;
     report.missing_rows = missing;
+    if args.faults.is_some() {
+        // Back to the service's own faults (STREAMGUARD_EMULATOR_FAULTS) for this table.
+        let url = format!("{base}/emulator/tables/{}/faults", args.table);
+        expect_ok(http.delete(&url).send().await?).await?;
+        print(format!("faults on {} cleared", args.table));
+    }
     Ok(report)
 }
 

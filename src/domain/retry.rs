@@ -1,10 +1,20 @@
 //! The retry policy: how long to wait before attempt n+1, and when to give up.
 //!
 //! Delays come from a list; the last entry repeats (`5m,10m,20m` is the seed's schedule,
-//! `RETRY_DELAYS_SECONDS = [300, 600, 1200]`). Each delay is spread by a jitter fraction so
-//! that units deferred together do not all come back in the same second, and it is never
-//! placed before a floor the caller knows of (the streaming buffer's earliest drain).
-//! Pure: the random sample and `now` are arguments.
+//! `RETRY_DELAYS_SECONDS = [300, 600, 1200]`). Each delay is spread **upward** by a jitter
+//! fraction so that units deferred together do not all come back in the same second: the
+//! delay the schedule chose is the minimum, never shortened (a retry never comes early). It
+//! is never placed before a floor the caller knows of either (the streaming buffer's
+//! earliest drain). Pure: the random sample and `now` are arguments.
+//!
+//! Why upward: the AWS Architecture Blog's "Exponential Backoff And Jitter" (Marc Brooker,
+//! 2015, <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>) shows
+//! that jitter is what spreads retrying clients apart. Its "full" (`random(0, backoff)`) and
+//! "equal" (`backoff/2 + random(0, backoff/2)`) variants wait *less* than the backoff, which
+//! here would retry before the streaming buffer can have drained; its "decorrelated"
+//! variant (`random(base, prev × 3)`) keeps `base` as a lower bound but throws away the
+//! configured schedule. Drawing from `[delay, delay × (1 + jitter)]` keeps both the
+//! schedule as a floor and the spread.
 
 use std::time::Duration;
 
@@ -62,7 +72,7 @@ impl RetryPolicy {
     ///   is `delays[n-1]`, the last repeating.
     /// - `max_attempts`: attempts in all (first try included), at least 1.
     /// - `jitter`: a fraction in `[0, 1)`; each delay is multiplied by a factor drawn from
-    ///   `[1 - jitter, 1 + jitter]`. `0` disables it.
+    ///   `[1, 1 + jitter]`, so it is only ever lengthened. `0` disables it.
     ///
     /// # Errors
     /// [`PolicyError`] naming the argument that is out of range.
@@ -119,8 +129,10 @@ impl RetryPolicy {
 
     /// Plans the attempt after attempt number `attempt` (1-based) failed with `class`.
     ///
-    /// `sample` is a uniform draw from `[0, 1)` (the jitter), `floor` a time before which the
-    /// attempt cannot succeed (e.g. when the streaming buffer can first have drained).
+    /// `sample` is a uniform draw from `[0, 1)` (the jitter: the delay becomes
+    /// `base × (1 + jitter × sample)`, never less than [`Self::base_delay`]), `floor` a time
+    /// before which the attempt cannot succeed (e.g. when the streaming buffer can first
+    /// have drained).
     /// Returns `None` when the attempts are used up or the class is permanent: give up.
     pub fn next_attempt(
         &self,
@@ -134,9 +146,11 @@ impl RetryPolicy {
             return None;
         }
         let base = self.base_delay(attempt, class).as_secs_f64();
-        let factor = 1.0 + self.jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
-        let jittered =
-            Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(Duration::MAX);
+        // Upward only: the factor is in [1, 1 + jitter], so the base delay is the minimum.
+        let factor = 1.0 + self.jitter * sample.clamp(0.0, 1.0);
+        let jittered = Duration::try_from_secs_f64(base * factor)
+            .unwrap_or(Duration::MAX)
+            .max(self.base_delay(attempt, class));
         let mut at = add_saturating(now, jittered);
         if let Some(floor) = floor {
             at = at.max(floor);
@@ -217,26 +231,64 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_its_bounds() {
+    fn jitter_only_lengthens_the_delay() {
         let p = RetryPolicy::new(vec![mins(10)], 5, 0.2).unwrap();
-        let low = p
-            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.0, None)
-            .unwrap()
-            .delay;
-        let high = p
-            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.999_999, None)
-            .unwrap()
-            .delay;
-        let mid = p
-            .next_attempt(1, ErrorClass::StreamingBuffer, now(), 0.5, None)
-            .unwrap()
-            .delay;
-        assert_eq!(low, mins(8));
+        let delay = |sample| {
+            p.next_attempt(1, ErrorClass::StreamingBuffer, now(), sample, None)
+                .unwrap()
+                .delay
+        };
+        assert_eq!(delay(0.0), mins(10));
+        assert_eq!(delay(0.5), mins(11));
+        let high = delay(0.999_999);
         assert!(
             high <= mins(12) && high > Duration::from_secs(719),
             "{high:?}"
         );
-        assert_eq!(mid, mins(10));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// No retry before its base delay, whatever the draw, schedule, attempt or class.
+        #[test]
+        fn no_retry_comes_before_its_base_delay(
+            delays in proptest::collection::vec(0u64..=7 * 24 * 3600 * 1000, 1..5),
+            attempt in 1u32..10,
+            jitter in 0.0f64..1.0,
+            sample in proptest::num::f64::ANY,
+            quota in proptest::bool::ANY,
+        ) {
+            let delays = delays.into_iter().map(Duration::from_millis).collect();
+            let p = RetryPolicy::new(delays, 10, jitter).unwrap();
+            let class = if quota { ErrorClass::QuotaExceeded } else { ErrorClass::ConcurrentDml };
+            let base = p.base_delay(attempt, class);
+            let r = p.next_attempt(attempt, class, now(), sample, None).unwrap();
+            proptest::prop_assert!(r.delay >= base, "{:?} < {:?}", r.delay, base);
+            proptest::prop_assert!(r.at >= add_saturating(now(), base));
+        }
+    }
+
+    #[test]
+    fn over_many_draws_no_retry_is_early_and_retries_still_spread() {
+        use rand::{Rng, SeedableRng};
+        let p = RetryPolicy::new(vec![mins(1)], 5, 0.1).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let delays: Vec<Duration> = (0..10_000)
+            .map(|_| {
+                p.next_attempt(1, ErrorClass::StreamingBuffer, now(), rng.random(), None)
+                    .unwrap()
+                    .delay
+            })
+            .collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= mins(1) && *d <= Duration::from_secs(66)));
+        let distinct: std::collections::HashSet<_> = delays.iter().map(|d| d.as_millis()).collect();
+        assert!(
+            distinct.len() > 1000,
+            "jitter still spreads: {}",
+            distinct.len()
+        );
     }
 
     #[test]
@@ -296,6 +348,7 @@ mod tests {
         let r = p
             .next_attempt(1, ErrorClass::QuotaExceeded, now(), 0.5, None)
             .unwrap();
-        assert_eq!(r.delay, MAX_RETRY_DELAY * QUOTA_DELAY_FACTOR);
+        // Jitter 0.5 with the draw 0.5 lengthens it by a quarter.
+        assert_eq!(r.delay, MAX_RETRY_DELAY * QUOTA_DELAY_FACTOR * 5 / 4);
     }
 }

@@ -24,7 +24,7 @@
 //! | `POST /v1/batches`, `POST /v1/conflicts` (register a conflict), `POST /v1/conflicts/{id}/attempts` (log a processor's retry) | `write` |
 //! | `POST /emulator/tables/{table}/insertAll` (stream rows in, like a processor), `POST /emulator/tables` (declare a table, like `tables.insert`) | `write` |
 //! | any other `GET` or `HEAD` (batches, conflicts, summaries, breakers, emulator rows) | `read` |
-//! | any other method (operator actions: retry, resolve, force, cancel, breaker changes) | `admin` |
+//! | any other method (operator actions: retry, resolve, force, cancel, breaker changes; emulator faults) | `admin` |
 //!
 //! Scopes do not imply each other: an operator's token usually lists `read,admin`.
 //! Unknown routes need `read` or `admin` like any other, so an unauthenticated caller

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/emulator/tables/{table}/insertAll", post(insert_all))
         .route("/emulator/tables/{table}/rows", get(rows))
         .merge(super::emulator_tables::router())
+        .merge(super::emulator_faults::router())
 }
 
 /// Body of `POST /emulator/tables/{table}/insertAll`.
@@ -75,14 +76,14 @@ pub struct RowsResponse {
     pub rows: Vec<StoredRow>,
 }
 
-fn emulator(state: &AppState) -> Result<&Emulator> {
+pub(super) fn emulator(state: &AppState) -> Result<&Emulator> {
     state
         .emulator
         .as_ref()
         .ok_or_else(|| Error::NotFound("the emulator is not the warehouse".into()))
 }
 
-fn table(raw: &str) -> Result<TableRef> {
+pub(super) fn table(raw: &str) -> Result<TableRef> {
     TableRef::parse(raw).map_err(|e| Error::Unprocessable {
         detail: format!("bad table in the path: {e}"),
         errors: vec![FieldError::new("/table", e.0)],

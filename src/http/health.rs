@@ -1,6 +1,7 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the database answers, every
 //! migration is applied, and the warehouse is reachable with its credentials; 503
-//! otherwise, saying which setting to fix).
+//! otherwise, saying which setting to fix). `/readyz` also shows the scheduler's LISTEN
+//! connection (`listen`), which never fails readiness: without it the scheduler polls.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -45,7 +46,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>>
     match state.store.readiness().await {
         Ok(None) => match state.warehouse.readiness().await {
             Ok(()) => Ok(Json(
-                json!({"status": "ready", "database": "ok", "warehouse": state.warehouse.kind()}),
+                json!({"status": "ready", "database": "ok", "warehouse": state.warehouse.kind(),
+                       "listen": state.listen.report()}),
             )),
             Err(problem) => Err(Error::Unavailable(format!(
                 "warehouse {} not usable: {problem}",

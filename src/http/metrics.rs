@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
     operation_id = "metrics",
     tag = "health",
     responses(
-        (status = 200, description = "Prometheus's text format. Gauges counted from Postgres, every state present (0 when empty): `streamguard_units{state}`, `streamguard_jobs{state}`, `streamguard_jobs_lease_expired`, `streamguard_oldest_due_seconds`, `streamguard_conflicts_unresolved`, `streamguard_breakers{state}`, `streamguard_alerts_pending`; and this process's `streamguard_http_request_duration_seconds{method,route,status_class}` histogram.", body = String, content_type = "text/plain"),
+        (status = 200, description = "Prometheus's text format. Gauges counted from Postgres, every state present (0 when empty): `streamguard_units{state}`, `streamguard_jobs{state}`, `streamguard_jobs_lease_expired`, `streamguard_oldest_due_seconds`, `streamguard_conflicts_unresolved`, `streamguard_breakers{state}`, `streamguard_alerts_pending`; and this process's `streamguard_listen_connected` (1 while its scheduler listens for new jobs, 0 while it polls only), `streamguard_listen_reconnects` and `streamguard_http_request_duration_seconds{method,route,status_class}` histogram.", body = String, content_type = "text/plain"),
     ),
     security(("bearer" = ["read"]))
 )]
@@ -47,6 +47,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     let mut text = render(&snapshot);
     statements::render(&totals, &mut text);
     latency::REQUESTS.render(&mut text);
+    state.listen.render(&mut text);
     Ok((
         [(
             header::CONTENT_TYPE,

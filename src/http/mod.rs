@@ -28,6 +28,7 @@ pub mod breakers;
 pub mod conflicts;
 pub mod console;
 pub mod emulator;
+pub mod emulator_faults;
 pub mod emulator_tables;
 mod error;
 pub mod extract;
@@ -75,6 +76,8 @@ pub struct AppState {
     /// waiting and answer with what it has. The server gives in-flight requests at most
     /// `STREAMGUARD_SHUTDOWN_TIMEOUT` after it is cancelled.
     pub shutdown: CancellationToken,
+    /// The scheduler's LISTEN connection (for `/readyz` and `/metrics`).
+    pub listen: crate::scheduler::ListenStatus,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

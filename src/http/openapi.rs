@@ -66,6 +66,8 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::emulator::insert_all,
         super::emulator::rows,
         super::emulator_tables::declare,
+        super::emulator_faults::set_faults,
+        super::emulator_faults::clear_faults,
         super::emulator_tables::show,
         openapi_json,
         docs,
@@ -79,7 +81,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "breakers", description = "The circuit breakers shared by every replica: what a processor checks before writing, and the operators' reset, force-open and disable."),
         (name = "operator", description = "Operator actions on conflicts and units: retry, resolve, force (made safe), cancel. Each is recorded with the actor and the reason."),
         (name = "health", description = "Liveness and readiness; no token needed."),
-        (name = "emulator", description = "The embedded BigQuery emulator (mounted only when it is the warehouse): declare a table with BigQuery's tables.insert body, stream rows in, read a table back."),
+        (name = "emulator", description = "The embedded BigQuery emulator (mounted only when it is the warehouse): declare a table with BigQuery's tables.insert body, stream rows in, read a table back, inject faults per table."),
         (name = "meta", description = "This document and its rendering."),
     )
 )]
@@ -202,7 +204,9 @@ pub struct HealthBody {
 
 /// Body of `GET /readyz` when ready (documentation only).
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator"}))]
+#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator",
+    "listen": {"state": "connected", "since": "2026-01-25T12:00:00Z",
+               "last_notification_at": "2026-01-25T12:03:10Z", "reconnects": 0}}))]
 pub struct ReadyBody {
     /// `ready`.
     pub status: String,
@@ -210,6 +214,8 @@ pub struct ReadyBody {
     pub database: String,
     /// `emulator` or `bigquery`.
     pub warehouse: String,
+    /// The scheduler's LISTEN connection; informative, it never fails readiness.
+    pub listen: crate::scheduler::listen::ListenReport,
 }
 
 /// This OpenAPI document.

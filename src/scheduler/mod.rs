@@ -19,8 +19,10 @@
 //! before another statement touches its keys.
 
 mod group;
+pub mod listen;
 
 pub use group::{Settled, MAX_STATEMENTS_PER_ROUND};
+pub use listen::{ListenState, ListenStatus};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,7 @@ pub struct Scheduler {
     warehouse: Arc<dyn Warehouse>,
     policy: RetryPolicy,
     settings: SchedulerSettings,
+    listen: ListenStatus,
 }
 
 impl Scheduler {
@@ -86,7 +89,13 @@ impl Scheduler {
             warehouse,
             policy,
             settings,
+            listen: ListenStatus::connecting(),
         }
+    }
+
+    /// The state of this scheduler's LISTEN connection (shown by `/readyz` and `/metrics`).
+    pub fn listen_status(&self) -> ListenStatus {
+        self.listen.clone()
     }
 
     /// Claims up to `concurrency` groups of due jobs (without waiting for the linger) and
@@ -144,24 +153,17 @@ impl Scheduler {
     /// The worker loop; returns when `shutdown` is cancelled and in-flight attempts have
     /// drained (or the drain timeout passed).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut listener = match PgListener::connect_with(self.store.pool()).await {
-            Ok(mut l) => match l.listen(JOBS_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN failed; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no LISTEN connection; polling only");
-                None
-            }
-        };
+        let mut listener = listen(&self.store, &self.listen).await;
         let permits = Arc::new(Semaphore::new(self.settings.concurrency as usize));
         let mut tasks = JoinSet::new();
         tracing::info!(replica = %self.settings.replica, warehouse = self.warehouse.kind(), "scheduler started");
         let mut last_sweep = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if listener.is_none() {
+                // Lost or never made: try again once per wake-up, outside the select so
+                // that another branch winning cannot cut a connection attempt short.
+                listener = listen(&self.store, &self.listen).await;
+            }
             if last_sweep.elapsed() >= SWEEP_INTERVAL {
                 last_sweep = tokio::time::Instant::now();
                 match self.store.close_stale_reported_conflicts().await {
@@ -198,9 +200,10 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                notification = recv(&mut listener) => {
+                notification = recv(&mut listener, &self.listen) => {
                     if let Err(e) = notification {
-                        tracing::warn!(error = %e, "LISTEN connection failed; it reconnects on the next wake-up");
+                        tracing::warn!(error = %e, "LISTEN connection failed; polling only until it reconnects on a later wake-up");
+                        self.listen.reconnecting();
                         tokio::time::sleep(self.settings.poll_interval).await;
                     }
                 }
@@ -226,9 +229,56 @@ impl Scheduler {
     }
 }
 
-async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(l) => l.recv().await.map(drop),
-        None => std::future::pending().await,
+/// How long one attempt to open the LISTEN connection may take.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the LISTEN connection and records the outcome in `status`; `None` when it could
+/// not be made (the scheduler polls meanwhile).
+async fn listen(store: &Store, status: &ListenStatus) -> Option<PgListener> {
+    let connect = async {
+        let mut l = PgListener::connect_with(store.pool()).await?;
+        l.listen(JOBS_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(l)) => {
+            status.connected();
+            Some(l)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no LISTEN connection; polling only until it can be made");
+            status.reconnecting();
+            None
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?LISTEN_CONNECT_TIMEOUT, "opening the LISTEN connection timed out; polling only until it can be made");
+            status.reconnecting();
+            None
+        }
+    }
+}
+
+/// Waits for the next notification on the LISTEN connection (forever without one) and
+/// keeps `status` up to date. An error means the connection was lost and not
+/// re-established: `listener` is emptied, and the loop opens a new one on a later wake-up.
+async fn recv(listener: &mut Option<PgListener>, status: &ListenStatus) -> Result<(), sqlx::Error> {
+    let Some(l) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        // `try_recv` answers `None` when the connection was lost and re-established.
+        match l.try_recv().await {
+            Ok(Some(_)) => {
+                status.notified();
+                return Ok(());
+            }
+            Ok(None) => status.reconnected(),
+            Err(e) => {
+                // Start over with a new connection on a later wake-up, so that its
+                // success is seen (and counted) rather than hidden inside the listener.
+                *listener = None;
+                return Err(e);
+            }
+        }
     }
 }

@@ -13,6 +13,9 @@
 //! - a replace is atomic (one Postgres transaction, serialised per table as BigQuery
 //!   serialises DML per table), and the rows it writes never enter the buffer.
 //!
+//! Faults can be injected ([`super::faults`]): BigQuery's other refusals, a statement that
+//! lands but whose answer is lost, and extra latency.
+//!
 //! A table appears on its first write, or is declared with a schema in BigQuery's form
 //! ([`super::emulator_tables`]); either way every write is checked against its schema.
 
@@ -26,6 +29,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use super::emulator_tables::{self, InsertAllError, SchemaSource};
+use super::faults::{Fault, FaultTable, Faults};
 use super::{Error, Fate, KeyRows, ReplaceOutcome, StreamingBuffer, Warehouse, WriteUnit};
 use crate::domain::batch::MAX_REPORTED_ERRORS;
 use crate::domain::retry::add_saturating;
@@ -104,7 +108,7 @@ pub enum ConflictScope {
 }
 
 /// The emulator's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmulatorSettings {
     /// Residence time of streamed rows.
     pub buffer: BufferTime,
@@ -113,6 +117,9 @@ pub struct EmulatorSettings {
     /// Added to every replace before it commits, to imitate BigQuery's seconds-long DML
     /// (and to let tests kill the service mid-attempt).
     pub latency: Duration,
+    /// Injected refusals, lost answers and extra latency (`STREAMGUARD_EMULATOR_FAULTS`);
+    /// none by default.
+    pub faults: Faults,
 }
 
 /// One stored row, as `GET /emulator/tables/{table}/rows` shows it.
@@ -134,6 +141,7 @@ const FATE_POLL: Duration = Duration::from_millis(50);
 pub struct Emulator {
     pool: PgPool,
     settings: EmulatorSettings,
+    faults: FaultTable,
 }
 
 /// BigQuery's streaming-buffer error text (error-messages page, `badRequest` row; see
@@ -153,7 +161,17 @@ fn database_error(e: sqlx::Error) -> Error {
 impl Emulator {
     /// An emulator over `pool`; the `emulator` schema must be migrated.
     pub fn new(pool: PgPool, settings: EmulatorSettings) -> Self {
-        Self { pool, settings }
+        Self {
+            pool,
+            settings,
+            faults: FaultTable::new(settings.faults),
+        }
+    }
+
+    /// Gives `table` its own injected faults in this process (`None`: back to
+    /// `STREAMGUARD_EMULATOR_FAULTS`); returns the faults now in force for it.
+    pub fn set_faults(&self, table: &TableRef, faults: Option<Faults>) -> Faults {
+        self.faults.set(table, faults)
     }
 
     /// The settings in force.
@@ -319,8 +337,14 @@ impl Emulator {
         if !problems.is_empty() {
             return Err(emulator_tables::refused(&problems, true));
         }
-        if !self.settings.latency.is_zero() {
-            tokio::time::sleep(self.settings.latency).await;
+        let (extra_latency, fault) = self.faults.for_table(table).draw();
+        let latency = self.settings.latency + extra_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if let Some(f @ (Fault::ConcurrentDml | Fault::QuotaExceeded | Fault::Transient)) = fault {
+            // Refused before anything is written; the transaction rolls back.
+            return Err(f.error(table, job_id));
         }
         for unit in units {
             if self.blocked(&mut tx, table, unit).await? {
@@ -362,6 +386,10 @@ impl Emulator {
         .await
         .map_err(database_error)?;
         tx.commit().await.map_err(database_error)?;
+        if fault == Some(Fault::LostAnswer) {
+            // The statement landed; its answer is lost on the way back.
+            return Err(Fault::LostAnswer.error(table, job_id));
+        }
         Ok(outcome(Some(deleted), Some(inserted)))
     }
 }

@@ -9,6 +9,7 @@
 pub mod bigquery;
 pub mod emulator;
 pub mod emulator_tables;
+pub mod faults;
 pub mod write_check;
 
 use std::time::Duration;

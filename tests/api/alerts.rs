@@ -93,11 +93,10 @@ async fn one_slack_message_per_event_across_a_restart_and_two_replicas(pool: PgP
         (!bodies(&slack).await.is_empty()).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    every_delivery_sent(&pool).await;
     a.stop().await;
     b.stop().await;
     let c = spawn_app_with(pool.clone(), tweak).await; // and once more
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let messages = bodies(&slack).await;
     assert_eq!(messages.len(), 1, "exactly one message: {messages:?}");
@@ -124,12 +123,32 @@ async fn one_slack_message_per_event_across_a_restart_and_two_replicas(pool: PgP
         (bodies(&slack).await.len() == 2).then_some(())
     })
     .await;
-    let closing = &bodies(&slack).await[1];
-    assert!(closing["text"]
+    every_delivery_sent(&pool).await;
+    let messages = bodies(&slack).await;
+    assert_eq!(messages.len(), 2, "one message per event: {messages:?}");
+    assert!(messages[1]["text"]
         .as_str()
         .unwrap()
         .contains("circuit breaker closed"));
     c.stop().await;
+}
+
+/// Waits until every alert delivery is recorded as sent: from then on no replica (this
+/// one, a restarted one) has anything left to send, so the receiver's count is final.
+async fn every_delivery_sent(pool: &PgPool) {
+    eventually(
+        Duration::from_secs(10),
+        "every delivery recorded as sent",
+        || async {
+            let open: i64 =
+                sqlx::query_scalar("select count(*) from alert_deliveries where state <> 'sent'")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            (open == 0).then_some(())
+        },
+    )
+    .await;
 }
 
 #[sqlx::test]

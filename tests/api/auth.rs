@@ -236,6 +236,7 @@ async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: P
         timeout: std::time::Duration::from_secs(60),
         quiet: true,
         token: None,
+        faults: None,
     };
     assert!(
         streamguard::demo::run(&args, |_| {}).await.is_err(),

@@ -28,6 +28,7 @@ async fn seed_backfill_lands_every_game_exactly_once(pool: PgPool) {
         timeout: Duration::from_secs(60),
         quiet: true,
         token: None,
+        faults: None,
     };
 
     let drain = tokio::spawn(drain_once_every_game_was_tried(app.pool.clone(), 89));
@@ -131,6 +132,7 @@ async fn demo_waits_out_a_service_restart(pool: PgPool) {
         timeout: Duration::from_secs(60),
         quiet: true,
         token: None,
+        faults: None,
     };
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let printed = lines.clone();
@@ -151,7 +153,19 @@ async fn demo_waits_out_a_service_restart(pool: PgPool) {
     })
     .await;
     first.stop().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the demo noticing the service is gone",
+        || async {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("service unreachable"))
+                .then_some(())
+        },
+    )
+    .await;
     assert!(!demo.is_finished(), "the demo waits for the service");
     let second = spawn_app_with(pool.clone(), tweak).await;
 
@@ -199,8 +213,13 @@ async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: Pg
         timeout: Duration::from_secs(60),
         quiet: true,
         token: None,
+        faults: None,
     };
-    let demo = tokio::spawn(async move { demo::run(&args, |_| {}).await });
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let printed = lines.clone();
+    let demo = tokio::spawn(async move {
+        demo::run(&args, move |line| printed.lock().unwrap().push(line)).await
+    });
     let count = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>("select count(*) from batches")
             .fetch_one(&pool)
@@ -217,7 +236,19 @@ async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: Pg
     first.stop().await;
     let posted = count(pool.clone()).await;
     assert!(posted < games as i64, "stopped mid-post ({posted} posted)");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the demo noticing the service is gone",
+        || async {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("service unreachable"))
+                .then_some(())
+        },
+    )
+    .await;
     let second = spawn_app_with(pool.clone(), tweak).await;
 
     let report = demo
@@ -232,4 +263,57 @@ async fn demo_reposts_batches_across_a_restart_without_duplicating_them(pool: Pg
         "each game posted once"
     );
     second.stop().await;
+}
+
+#[sqlx::test]
+async fn demo_with_faults_rides_through_them_and_lands_every_game_once(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |s| s.breaker.min_outcomes = u32::MAX).await;
+    let args = BackfillArgs {
+        url: app.base.clone(),
+        games: 12,
+        buffered: 3,
+        conflict_share: None,
+        buffer: "1s".into(),
+        players: 2,
+        table: "nba-props-platform.nba_raw.bdl_player_boxscores".into(),
+        start_date: NaiveDate::from_ymd_opt(2026, 1, 17).unwrap(),
+        timeout: Duration::from_secs(90),
+        quiet: true,
+        token: None,
+        faults: Some(
+            "concurrent_dml=0.2,quota_exceeded=0.1,transient=0.1,lost_answer=0.1,latency=10ms..30ms,seed=42"
+                .into(),
+        ),
+    };
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let printed = lines.clone();
+
+    let report = demo::run(&args, move |line| printed.lock().unwrap().push(line))
+        .await
+        .expect("demo runs");
+
+    assert_eq!(report.files, 12);
+    assert_eq!((report.unresolved, report.failed), (0, 0));
+    assert_eq!((report.duplicate_rows, report.missing_rows), (0, 0));
+    let injected: Vec<(String, i64)> = sqlx::query_as(
+        "select error_class, count(*) from attempts
+         where error_class in ('concurrent_dml', 'quota_exceeded', 'transient')
+         group by error_class order by error_class",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!injected.is_empty(), "the faults were injected");
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("injecting faults")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("cleared")), "{lines:#?}");
+    // The table is back to the service's own faults (none here).
+    let (_, body) = app
+        .delete(&format!("/emulator/tables/{}/faults", args.table))
+        .await;
+    assert_eq!(body["faults"]["concurrent_dml"], 0.0, "{body}");
+    app.stop().await;
 }

@@ -225,8 +225,8 @@ async fn an_upsert_streams_refusal_fails_the_unit_after_exactly_one_attempt(pool
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{view}");
-    // Give the scheduler time to (wrongly) try again.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // No job is left that could (wrongly) try again.
+    app.until_no_job_can_run().await;
 
     let (_, view) = app
         .get(&format!(

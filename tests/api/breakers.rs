@@ -445,6 +445,7 @@ async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
         timeout: Duration::from_secs(60),
         quiet: true,
         token: None,
+        faults: None,
     };
     let report = streamguard::demo::run(&args, |_| {})
         .await

@@ -240,3 +240,53 @@ impl TestApp {
         body
     }
 }
+
+impl TestApp {
+    /// Moves the emulator's clock past every buffered row's residence: the streaming
+    /// buffer is empty from now on, without waiting for it.
+    pub async fn drain_buffer(&self) {
+        sqlx::query("update emulator.rows set buffered_until = now() where buffered_until > now()")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until no job is due, scheduled or running: nothing can attempt anything any
+    /// more, so what the warehouse holds now is final.
+    pub async fn until_no_job_can_run(&self) {
+        eventually(Duration::from_secs(10), "every job completed", || async {
+            let open: i64 =
+                sqlx::query_scalar("select count(*) from jobs where state <> 'completed'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            (open == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// PUT JSON to a path; status and JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// DELETE a path; status and JSON body.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}

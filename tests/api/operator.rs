@@ -152,7 +152,7 @@ async fn force_is_refused_on_a_superseded_unit(pool: PgPool) {
 async fn force_lands_once_the_buffer_drained_and_is_recorded_as_force_mode(pool: PgPool) {
     let app = spawn_app_with(pool, patient).await;
     let (_, id) = conflicted(&app, "1s").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // the buffer drains; the retry is a minute away
+    app.drain_buffer().await; // the buffer drains; the retry is a minute away
     let (status, forced) = app
         .post(
             &format!("/v1/conflicts/{id}/force"),
@@ -179,7 +179,7 @@ async fn force_lands_once_the_buffer_drained_and_is_recorded_as_force_mode(pool:
 async fn retry_attempts_now_ignoring_backoff(pool: PgPool) {
     let app = spawn_app_with(pool, patient).await;
     let (_, id) = conflicted(&app, "1s").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.drain_buffer().await;
     let (status, r) = app
         .post(
             &format!("/v1/conflicts/{id}/retry"),

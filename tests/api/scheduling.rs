@@ -111,7 +111,7 @@ async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
         ))
         .await;
     assert_eq!(old["units"][0]["state"], "superseded");
-    tokio::time::sleep(Duration::from_millis(500)).await; // past any retry the old unit had scheduled
+    app.until_no_job_can_run().await; // no retry the old unit had scheduled is left
     let rows = app.table_rows(TABLE).await;
     assert_eq!(rows.len(), 2);
     assert!(
@@ -317,5 +317,65 @@ async fn operators_list_units_by_state_with_their_errors(pool: PgPool) {
     let (status, problem) = app.get("/v1/units?state=stuck").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(problem["detail"].as_str().unwrap().contains("unresolved"));
+    app.stop().await;
+}
+
+/// Issue 10, "jitter retries early": with a large jitter fraction, no retry is scheduled
+/// before the policy's delay, and none runs before it was scheduled. The refusals are
+/// injected backend errors, which (unlike the streaming buffer) have no floor that would
+/// hide an early retry, nor slow the table's pace.
+#[sqlx::test]
+async fn jitter_never_brings_a_retry_before_its_delay(pool: PgPool) {
+    let base = Duration::from_millis(400);
+    let app = spawn_app_with(pool.clone(), move |s| {
+        s.retry = streamguard::domain::RetryPolicy::new(vec![base], 30, 0.9).unwrap();
+        s.emulator.faults = "transient=0.6,seed=7".parse().unwrap();
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (game, date) in [("G1", "2026-01-24"), ("G2", "2026-01-25")] {
+        let (status, view) = app
+            .post_batch(&game_batch(TABLE, game, date, 2, "backfill"), None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+        ids.push(view["batch_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let view = app.settle(id, SETTLE).await;
+        assert_eq!(view["units"][0]["state"], "loaded", "{view}");
+    }
+
+    type Row = (
+        uuid::Uuid,
+        i32,
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let attempts: Vec<Row> = sqlx::query_as(
+        "select unit_id, attempt, started_at, next_attempt_at from attempts
+         where outcome <> 'lost' order by unit_id, attempt",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut retries = 0;
+    for pair in attempts.windows(2) {
+        let ((unit, _, started, next_at), (next_unit, _, next_started, _)) = (&pair[0], &pair[1]);
+        if unit != next_unit {
+            continue;
+        }
+        let next_at = next_at.expect("a retried attempt has its next time");
+        let waited = (next_at - *started).to_std().unwrap_or_default();
+        assert!(
+            waited >= base,
+            "scheduled {waited:?} after its start: {attempts:?}"
+        );
+        assert!(
+            *next_started >= next_at,
+            "ran before its time: {attempts:?}"
+        );
+        retries += 1;
+    }
+    assert!(retries >= 2, "the faults caused retries: {attempts:?}");
     app.stop().await;
 }

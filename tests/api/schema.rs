@@ -285,6 +285,7 @@ async fn the_emulator_refuses_a_replace_that_does_not_fit_with_bigquerys_message
             buffer: BufferTime::fixed(Duration::ZERO),
             conflict_scope: ConflictScope::Partition,
             latency: Duration::ZERO,
+            faults: Default::default(),
         },
     );
     let table = streamguard::domain::TableRef::parse(TABLE).unwrap();

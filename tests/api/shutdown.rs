@@ -35,7 +35,14 @@ async fn a_waiting_request_does_not_outlast_the_shutdown_timeout(pool: PgPool) {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::helpers::eventually(Duration::from_secs(10), "the batch stored", || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from batches")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
     assert!(!waiting.is_finished(), "the request waits");
     assert!(!handlers.is_cancelled());
 

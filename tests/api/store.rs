@@ -261,3 +261,108 @@ async fn the_per_table_limit_counts_statements_not_keys(pool: PgPool) {
         "two statements of the table are in flight"
     );
 }
+
+/// Waits until another session of this database is blocked on a row lock (a claim that
+/// reached the job a second connection holds), so the interleaving is fixed, not timed.
+async fn until_a_claim_waits_on_a_lock(pool: &PgPool) {
+    crate::helpers::eventually(Duration::from_secs(10), "a claim blocked on the job's row lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock' and query ilike '%jobs%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+}
+
+/// Issue 10, "a completed job is claimed and run again": a claim chose a due job; before
+/// its update locked the row, the job was completed (by a recording, an operator action)
+/// and that commit landed while the claim waited for the row. The claim must re-check
+/// what it locks and leave the completed job alone.
+#[sqlx::test]
+async fn a_job_completed_while_the_claim_waits_for_its_row_is_not_claimed(pool: PgPool) {
+    let store = store_with_units(pool.clone(), 1, 1).await;
+    let job_id: i64 = sqlx::query_scalar("select job_id from jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // A second connection completes the job and holds the row until told to commit.
+    let mut completion = pool.begin().await.unwrap();
+    sqlx::query("update jobs set state = 'completed', updated_at = now() where job_id = $1")
+        .bind(job_id)
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+
+    // The claim still sees the committed row (available, due), chooses it, and blocks on
+    // the row lock in its update.
+    let claimer = store.clone();
+    let claim = tokio::spawn(async move { claimer.claim("b", 1, 1, LEASE).await });
+    until_a_claim_waits_on_a_lock(&pool).await;
+    completion.commit().await.unwrap();
+
+    let claimed = claim.await.unwrap().unwrap();
+    assert!(
+        claimed.is_empty(),
+        "the completed job was claimed: {claimed:?}"
+    );
+    let (state, attempt): (String, i32) =
+        sqlx::query_as("select state, attempt from jobs where job_id = $1")
+            .bind(job_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempt), ("completed", 0));
+}
+
+/// The issue's own history: a worker's lease ran out while its statement ran; its fenced
+/// completion commits while a claim is rescuing expired leases. The claim must neither
+/// take the job again nor log the finished attempt as lost.
+#[sqlx::test]
+async fn a_completion_that_commits_during_the_rescue_of_its_lease_wins(pool: PgPool) {
+    let store = store_with_units(pool.clone(), 1, 1).await;
+    let stale = store.claim("a", 1, 1, LEASE).await.unwrap().remove(0);
+    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The worker's fenced completion, held open at the point of commit.
+    let mut completion = pool.begin().await.unwrap();
+    let fenced = sqlx::query(
+        "update jobs set state = 'completed', lease_expires_at = null, updated_at = now()
+         where job_id = $1 and attempt = $2 and state = 'running'",
+    )
+    .bind(stale.job_id)
+    .bind(stale.attempt)
+    .execute(&mut *completion)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(fenced, 1);
+
+    let claimer = store.clone();
+    let claim = tokio::spawn(async move { claimer.claim("b", 1, 1, LEASE).await });
+    until_a_claim_waits_on_a_lock(&pool).await;
+    completion.commit().await.unwrap();
+
+    let claimed = claim.await.unwrap().unwrap();
+    assert!(
+        claimed.is_empty(),
+        "the completed job was claimed again: {claimed:?}"
+    );
+    let (state, attempt): (String, i32) =
+        sqlx::query_as("select state, attempt from jobs where job_id = $1")
+            .bind(stale.job_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempt), ("completed", 1));
+    let lost: i64 = sqlx::query_scalar("select count(*) from attempts where outcome = 'lost'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(lost, 0, "a finished attempt was logged as lost");
+}
