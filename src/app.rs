@@ -25,6 +25,31 @@ pub struct App {
     state: AppState,
     scheduler: Option<Arc<Scheduler>>,
     notifier: Arc<Notifier>,
+    summary: Summary,
+}
+
+/// What the start-up log line reports.
+#[derive(Debug)]
+struct Summary {
+    retry_delays: Vec<std::time::Duration>,
+    max_attempts: u32,
+    give_up_after: std::time::Duration,
+    emulator_buffer: crate::warehouse::emulator::BufferTime,
+    breaker_scope: crate::domain::breaker::BreakerScope,
+    breaker_open_for: std::time::Duration,
+    alert_channels: Vec<String>,
+}
+
+fn summary(s: &Settings) -> Summary {
+    Summary {
+        retry_delays: s.retry.delays().to_vec(),
+        max_attempts: s.retry.max_attempts(),
+        give_up_after: s.retry.horizon(),
+        emulator_buffer: s.emulator.buffer,
+        breaker_scope: s.breaker_scope,
+        breaker_open_for: s.breaker.open_for,
+        alert_channels: s.alerts.channel_names(),
+    }
 }
 
 impl App {
@@ -38,9 +63,9 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Refuse an open service before touching the database (checked again below for
         // callers of build_with_store).
-        http::auth::check_exposure(&settings.access, settings.listen)
+        http::auth::check_exposure(&settings.http.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
-        let store = Store::connect(&settings.database_url, settings.concurrency + 10)
+        let store = Store::connect(&settings.database_url, settings.scheduler.concurrency + 10)
             .await
             .with_context(|| {
                 format!(
@@ -60,7 +85,7 @@ impl App {
     /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
     /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        http::auth::check_exposure(&settings.access, settings.listen)
+        http::auth::check_exposure(&settings.http.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
         store.migrate().await.context("applying migrations")?;
         let store = store.with_config(StoreConfig {
@@ -105,29 +130,26 @@ impl App {
             .await
             .with_context(|| format!("binding STREAMGUARD_LISTEN={}", settings.listen))?;
         let address = listener.local_addr()?;
-        let scheduler = settings.scheduler.then(|| {
+        let scheduler = settings.run_scheduler.then(|| {
             Arc::new(Scheduler::new(
                 store.clone(),
                 warehouse.clone(),
                 settings.retry.clone(),
                 SchedulerSettings {
                     replica: replica_name(address),
-                    poll_interval: settings.poll_interval,
-                    lease: settings.lease,
-                    concurrency: settings.concurrency,
-                    max_per_table: settings.max_per_table,
-                    bounds: settings.group_bounds,
-                    linger: settings.linger,
-                    statement_timeout: settings.statement_timeout,
-                    shutdown_timeout: settings.shutdown_timeout,
+                    ..settings.scheduler.clone()
                 },
             ))
         });
+        let summary = summary(&settings);
         let state = AppState {
             store,
             warehouse,
             emulator,
-            settings: Arc::new(settings),
+            settings: Arc::new(settings.http),
+            limits: settings.limits,
+            retry: Arc::new(settings.retry),
+            scheduler: Arc::new(settings.scheduler),
             shutdown: CancellationToken::new(),
         };
         Ok(Self {
@@ -136,6 +158,7 @@ impl App {
             state,
             scheduler,
             notifier,
+            summary,
         })
     }
 
@@ -158,17 +181,17 @@ impl App {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let settings = self.state.settings.clone();
+        let s = &self.summary;
         tracing::info!(
             address = %self.address,
             warehouse = self.state.warehouse.kind(),
-            retry_delays = ?settings.retry.delays(),
-            max_attempts = settings.retry.max_attempts(),
-            give_up_after = ?settings.retry.horizon(),
-            emulator_buffer = ?settings.emulator.buffer,
-            breaker_scope = ?settings.breaker_scope,
-            breaker_open_for = ?settings.breaker.open_for,
-            alert_channels = ?settings.alerts.channel_names(),
+            retry_delays = ?s.retry_delays,
+            max_attempts = s.max_attempts,
+            give_up_after = ?s.give_up_after,
+            emulator_buffer = ?s.emulator_buffer,
+            breaker_scope = ?s.breaker_scope,
+            breaker_open_for = ?s.breaker_open_for,
+            alert_channels = ?s.alert_channels,
             "streamguard listening"
         );
         let scheduler = self
@@ -182,12 +205,12 @@ impl App {
             linked.cancelled().await;
             handlers.cancel();
         });
+        let drain = self.state.scheduler.shutdown_timeout;
         let router = http::router(self.state);
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         // Graceful shutdown waits for every in-flight request; bound it, so a long `?wait=`
         // cannot keep the process alive past the shutdown timeout.
-        let drain = settings.shutdown_timeout;
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(drain).await;

@@ -11,8 +11,8 @@
 //! one trait, [`notify`] sends alerts from the outbox.
 
 pub mod app;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod notify;

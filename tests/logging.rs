@@ -22,7 +22,7 @@ async fn secured(pool: PgPool) -> TestApp {
         token_digest("r-token")
     );
     spawn_app_with(pool, |s| {
-        s.access.tokens = Tokens::parse(&text, "test").unwrap()
+        s.http.access.tokens = Tokens::parse(&text, "test").unwrap()
     })
     .await
 }

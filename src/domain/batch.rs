@@ -145,16 +145,21 @@ pub struct BatchLimits {
     pub max_key_value_chars: usize,
 }
 
+impl BatchLimits {
+    /// The defaults (each field's documentation gives its reason).
+    pub const DEFAULT: Self = Self {
+        max_rows: 50_000,
+        max_key_columns: 16,
+        max_row_bytes: 1024 * 1024,
+        max_depth: 15,
+        max_name_chars: 300,
+        max_key_value_chars: 1024,
+    };
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self {
-            max_rows: 50_000,
-            max_key_columns: 16,
-            max_row_bytes: 1024 * 1024,
-            max_depth: 15,
-            max_name_chars: 300,
-            max_key_value_chars: 1024,
-        }
+        Self::DEFAULT
     }
 }
 

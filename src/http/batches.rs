@@ -82,16 +82,15 @@ pub(crate) async fn create(
     Json(request): Json<BatchRequest>,
 ) -> Result<Response> {
     let wait = wait_duration(params.wait, state.settings.max_wait)?;
-    let batch =
-        request
-            .validate(&state.settings.limits)
-            .map_err(|errors| Error::Unprocessable {
-                detail: format!(
-                    "the batch has {} problem(s); nothing of it was accepted",
-                    errors.len()
-                ),
-                errors,
-            })?;
+    let batch = request
+        .validate(&state.limits)
+        .map_err(|errors| Error::Unprocessable {
+            detail: format!(
+                "the batch has {} problem(s); nothing of it was accepted",
+                errors.len()
+            ),
+            errors,
+        })?;
     let too_big: Vec<FieldError> = batch
         .units
         .iter()
@@ -118,7 +117,7 @@ pub(crate) async fn create(
     let hash = Sha256::digest(&payload);
     let intake = state
         .store
-        .insert_batch(&batch, &hash, state.settings.retry.max_attempts())
+        .insert_batch(&batch, &hash, state.retry.max_attempts())
         .await?;
     tracing::Span::current().record("batch_id", tracing::field::display(intake.batch_id));
     tracing::info!(

@@ -52,10 +52,41 @@ use tower_http::trace::TraceLayer;
 pub use auth::Actor;
 pub use error::{Error, Problem, Result};
 
-use crate::config::Settings;
+use crate::domain::batch::BatchLimits;
+use crate::domain::RetryPolicy;
+use crate::scheduler::SchedulerSettings;
 use crate::store::Store;
 use crate::warehouse::emulator::Emulator;
 use crate::warehouse::Warehouse;
+
+/// The address to listen on unless set (`STREAMGUARD_LISTEN`).
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+/// The longest `?wait=` on `POST /v1/batches` unless set (`STREAMGUARD_MAX_WAIT`).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
+/// The request body limit in bytes unless set (`STREAMGUARD_MAX_BODY_BYTES`): 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// How the HTTP layer itself behaves.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The longest `?wait=` a caller may ask for on `POST /v1/batches`.
+    pub max_wait: Duration,
+    /// Request body limit, bytes.
+    pub max_body_bytes: usize,
+    /// Tokens and which endpoints are public.
+    pub access: auth::AccessSettings,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_wait: DEFAULT_MAX_WAIT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            access: auth::AccessSettings::default(),
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -66,8 +97,14 @@ pub struct AppState {
     pub warehouse: Arc<dyn Warehouse>,
     /// The emulator, when it is the warehouse (its routes are mounted only then).
     pub emulator: Option<Emulator>,
-    /// The settings.
-    pub settings: Arc<Settings>,
+    /// The HTTP layer's settings.
+    pub settings: Arc<HttpSettings>,
+    /// The input limits every batch and processor report is checked against.
+    pub limits: BatchLimits,
+    /// The retry policy (attempts allowed, first delay of a taken-over report).
+    pub retry: Arc<RetryPolicy>,
+    /// The scheduler's settings, for an operator's forced attempt.
+    pub scheduler: Arc<SchedulerSettings>,
     /// Cancelled when shutdown starts (SIGTERM, Ctrl-C, or the token given to
     /// [`crate::App::run_until_stopped`]): a handler that waits (`?wait=`) should stop
     /// waiting and answer with what it has. The server gives in-flight requests at most

@@ -18,10 +18,9 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::AppState;
 
@@ -189,26 +188,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
-}
-
-/// Body of `GET /healthz` (documentation only; the handler builds the same JSON).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok"}))]
-pub struct HealthBody {
-    /// Always `ok`.
-    pub status: String,
-}
-
-/// Body of `GET /readyz` when ready (documentation only).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator"}))]
-pub struct ReadyBody {
-    /// `ready`.
-    pub status: String,
-    /// `ok`.
-    pub database: String,
-    /// `emulator` or `bigquery`.
-    pub warehouse: String,
 }
 
 /// This OpenAPI document.

@@ -27,7 +27,6 @@ use super::auth::Actor;
 use super::breakers::required_reason;
 use super::extract::{Json as ApiJson, Path};
 use super::{AppState, Error, Result};
-use crate::domain::batch::BatchLimits;
 use crate::domain::{
     BatchRequest, ColumnName, ConflictType, ErrorClass, FieldError, ProcessorName, TableRef,
 };
@@ -336,7 +335,7 @@ pub(crate) async fn report(
             .map(|r| i32::try_from(r.len()).unwrap_or(i32::MAX))),
         details: body.details.clone(),
     };
-    let policy = &state.settings.retry;
+    let policy = &*state.retry;
     let (conflict_id, unit_id, next) = match &body.rows {
         None => {
             let (id, _) = state.store.report_conflict(&report, None).await?;
@@ -354,7 +353,7 @@ pub(crate) async fn report(
                 run: None,
             };
             let batch = request
-                .validate(&BatchLimits::default())
+                .validate(&state.limits)
                 .map_err(|errors| Error::Unprocessable {
                     detail: "the rows break a rule; nothing was logged".into(),
                     errors,
@@ -592,7 +591,7 @@ pub(crate) async fn force(
         .claim_for_force(
             conflict_id,
             &replica,
-            state.settings.lease,
+            state.scheduler.lease,
             &actor.name,
             &reason,
         )
@@ -602,17 +601,13 @@ pub(crate) async fn force(
     let scheduler = Scheduler::new(
         state.store.clone(),
         state.warehouse.clone(),
-        state.settings.retry.clone(),
+        (*state.retry).clone(),
         SchedulerSettings {
             replica,
-            poll_interval: state.settings.poll_interval,
-            lease: state.settings.lease,
             concurrency: 1,
-            max_per_table: state.settings.max_per_table,
             bounds: GroupBounds::SINGLE,
             linger: std::time::Duration::ZERO,
-            statement_timeout: state.settings.statement_timeout,
-            shutdown_timeout: state.settings.shutdown_timeout,
+            ..(*state.scheduler).clone()
         },
     );
     let (verdict, recorded) = scheduler

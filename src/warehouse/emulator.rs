@@ -90,6 +90,18 @@ impl std::str::FromStr for BufferTime {
     }
 }
 
+impl std::fmt::Display for BufferTime {
+    /// `30s` for a fixed time, `20s..60s` for a range (what its `FromStr` reads).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words = humantime::format_duration;
+        if self.min == self.max {
+            write!(f, "{}", words(self.min))
+        } else {
+            write!(f, "{}..{}", words(self.min), words(self.max))
+        }
+    }
+}
+
 /// Which buffered rows block a replace (`STREAMGUARD_EMULATOR_CONFLICT_SCOPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,6 +113,50 @@ pub enum ConflictScope {
     Partition,
     /// Any buffered row of the table.
     Table,
+}
+
+impl std::fmt::Display for ConflictScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Row => "row",
+            Self::Partition => "partition",
+            Self::Table => "table",
+        })
+    }
+}
+
+impl std::str::FromStr for ConflictScope {
+    /// The accepted words.
+    type Err = String;
+
+    /// `partition`, `row` or `table`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "partition" => Ok(Self::Partition),
+            "row" => Ok(Self::Row),
+            "table" => Ok(Self::Table),
+            _ => Err("`partition`, `row` or `table`".into()),
+        }
+    }
+}
+
+impl EmulatorSettings {
+    /// The defaults: rows stay buffered 10 to 30 seconds, a buffered row blocks replaces
+    /// in its partition, no added latency.
+    pub const DEFAULT: Self = Self {
+        buffer: BufferTime {
+            min: Duration::from_secs(10),
+            max: Duration::from_secs(30),
+        },
+        conflict_scope: ConflictScope::Partition,
+        latency: Duration::ZERO,
+    };
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The emulator's settings.

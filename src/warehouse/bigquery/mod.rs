@@ -41,6 +41,14 @@ use crate::domain::{TableRef, TableSchema};
 /// BigQuery's REST endpoint (the crate's default, bigquery-facts A2).
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com/bigquery/v2";
 
+/// Timeout of each BigQuery HTTP request, unless set (`STREAMGUARD_BIGQUERY_TIMEOUT`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect timeout of BigQuery HTTP requests, unless set
+/// (`STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one job, unless set (`STREAMGUARD_BIGQUERY_JOB_TIMEOUT`).
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How long a `/readyz` probe result is reused before BigQuery is asked again.
 const READINESS_TTL: Duration = Duration::from_secs(30);
 
