@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::notify::Notifier;
+use crate::ops::Ops;
 use crate::scheduler::{Scheduler, SchedulerSettings};
 use crate::store::{Store, StoreConfig};
 use crate::warehouse::bigquery::BigQuery;
@@ -26,6 +27,8 @@ pub struct App {
     scheduler: Option<Arc<Scheduler>>,
     notifier: Arc<Notifier>,
     summary: Summary,
+    /// How long shutdown waits for in-flight requests (the scheduler's shutdown timeout).
+    drain: std::time::Duration,
 }
 
 /// What the start-up log line reports.
@@ -142,14 +145,19 @@ impl App {
             ))
         });
         let summary = summary(&settings);
+        let drain = settings.scheduler.shutdown_timeout;
         let state = AppState {
-            store,
-            warehouse,
+            store: store.clone(),
+            warehouse: warehouse.clone(),
             emulator,
+            ops: Arc::new(Ops::new(
+                store.clone(),
+                warehouse.clone(),
+                settings.limits,
+                settings.retry,
+                &settings.scheduler,
+            )),
             settings: Arc::new(settings.http),
-            limits: settings.limits,
-            retry: Arc::new(settings.retry),
-            scheduler: Arc::new(settings.scheduler),
             shutdown: CancellationToken::new(),
         };
         Ok(Self {
@@ -159,6 +167,7 @@ impl App {
             scheduler,
             notifier,
             summary,
+            drain,
         })
     }
 
@@ -205,7 +214,7 @@ impl App {
             linked.cancelled().await;
             handlers.cancel();
         });
-        let drain = self.state.scheduler.shutdown_timeout;
+        let drain = self.drain;
         let router = http::router(self.state);
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -223,6 +223,20 @@ impl IntoResponse for Error {
     }
 }
 
+impl From<crate::ops::Error> for Error {
+    fn from(e: crate::ops::Error) -> Self {
+        use crate::ops::Error as Ops;
+        match e {
+            Ops::Invalid { detail, errors } => Self::Unprocessable { detail, errors },
+            Ops::NotFound(d) => Self::NotFound(d),
+            Ops::Refused(d) => Self::Conflict(d),
+            Ops::Unavailable(d) => Self::Unavailable(d),
+            Ops::Store(e) => e.into(),
+            Ops::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<crate::store::Error> for Error {
     fn from(e: crate::store::Error) -> Self {
         match e {

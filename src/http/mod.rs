@@ -52,9 +52,6 @@ use tower_http::trace::TraceLayer;
 pub use auth::Actor;
 pub use error::{Error, Problem, Result};
 
-use crate::domain::batch::BatchLimits;
-use crate::domain::RetryPolicy;
-use crate::scheduler::SchedulerSettings;
 use crate::store::Store;
 use crate::warehouse::emulator::Emulator;
 use crate::warehouse::Warehouse;
@@ -99,12 +96,9 @@ pub struct AppState {
     pub emulator: Option<Emulator>,
     /// The HTTP layer's settings.
     pub settings: Arc<HttpSettings>,
-    /// The input limits every batch and processor report is checked against.
-    pub limits: BatchLimits,
-    /// The retry policy (attempts allowed, first delay of a taken-over report).
-    pub retry: Arc<RetryPolicy>,
-    /// The scheduler's settings, for an operator's forced attempt.
-    pub scheduler: Arc<SchedulerSettings>,
+    /// The operations (intake, processor reports, force) with the configured limits and
+    /// retry policy.
+    pub ops: Arc<crate::ops::Ops>,
     /// Cancelled when shutdown starts (SIGTERM, Ctrl-C, or the token given to
     /// [`crate::App::run_until_stopped`]): a handler that waits (`?wait=`) should stop
     /// waiting and answer with what it has. The server gives in-flight requests at most
