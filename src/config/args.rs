@@ -278,7 +278,8 @@ pub struct LimitArgs {
     pub max_key_value_chars: usize,
 }
 
-/// Circuit-breaker flags (`STREAMGUARD_BREAKER_*`); defaults are the seed's Phase 3.
+/// Circuit-breaker flags (`STREAMGUARD_BREAKER_*`); defaults are the seed's
+/// (`docs/architecture.md`, "Words").
 #[derive(Debug, Clone, Args)]
 pub struct BreakerArgs {
     /// What one breaker covers: `processor` (processor_name) or `table`.

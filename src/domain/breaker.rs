@@ -1,7 +1,7 @@
 //! The circuit breaker: a pure state machine, one per scope (a processor name by default,
-//! or a target table), after riverqueue/river's `rivershared/circuitbreaker` and the seed
-//! document's Phase 3 (`CIRCUIT_BREAKER_THRESHOLD = 0.5` over at least 3 outcomes,
-//! `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds).
+//! or a target table), after riverqueue/river's `rivershared/circuitbreaker` and the
+//! seed's defaults (`docs/architecture.md`, "Words": trips above 0.5 over at least 3
+//! outcomes, `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds).
 //!
 //! ```text
 //!            conflict rate > threshold over >= min outcomes

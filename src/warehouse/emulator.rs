@@ -4,7 +4,7 @@
 //! It understands the service's own operations, not SQL. Its tables live in the service's
 //! Postgres database, in the `emulator` schema (see `migrations/0002_emulator.sql`), so a
 //! restarted service and every replica see one warehouse. It follows BigQuery's semantics
-//! as described in `shared/bigquery-facts.md`:
+//! as described in `docs/bigquery-facts.md`:
 //! - rows streamed with [`Emulator::insert_all`] sit in a streaming buffer for a configured
 //!   time ([`BufferTime`]);
 //! - a replace that would touch buffered rows is refused with BigQuery's error class and
@@ -193,7 +193,7 @@ pub struct Emulator {
 }
 
 /// BigQuery's streaming-buffer error text (error-messages page, `badRequest` row; see
-/// `shared/bigquery-facts.md` B1).
+/// `docs/bigquery-facts.md` B1).
 pub fn streaming_buffer_message(table: &TableRef) -> String {
     format!(
         "UPDATE or DELETE statement over table {table} would affect rows in the streaming buffer, which is not supported"

@@ -10,7 +10,7 @@
 //! Every failure is classified in one place ([`classify`]). DML does not pass through the
 //! streaming buffer, so the service never creates the conflicts it retries.
 //!
-//! Facts relied on are in `shared/bigquery-facts.md` (cited by section, e.g. "A3").
+//! Facts relied on are in `docs/bigquery-facts.md` (cited by section, e.g. "A3").
 
 pub mod auth;
 pub mod check;
