@@ -31,6 +31,16 @@ pub struct App {
     drain: std::time::Duration,
 }
 
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("address", &self.address)
+            .field("state", &self.state)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the start-up log line reports.
 #[derive(Debug)]
 struct Summary {

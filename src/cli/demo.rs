@@ -10,6 +10,10 @@
 //! With most games buffered (`--conflict-share 0.9`, or the seed's own 62.9 %) the
 //! processor's circuit breaker trips: the demo prints each breaker transition as
 //! `GET /v1/breakers/{scope}` shows it, and the final table counts trips and recoveries.
+//!
+//! Why it is long (about 700 lines): it is one client program read top to bottom — the
+//! fixtures (games, box scores), the driver, the follower that outlives a service restart
+//! ([`Reach`]) and the final report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -538,6 +542,7 @@ fn check_table(body: &Value, games: &[Game], players: usize) -> (usize, usize) {
 
 /// GETs that outlast a service restart: a refused or broken connection is "service
 /// unreachable" (said once per outage), retried every second until `deadline`.
+#[derive(Debug)]
 pub struct Reach<'a> {
     http: &'a reqwest::Client,
     deadline: Instant,

@@ -3,6 +3,9 @@
 //! Validation is total: a batch is accepted whole or refused whole, and a refusal lists
 //! every problem found (up to [`MAX_REPORTED_ERRORS`]) as a JSON pointer into the request
 //! body (`/rows/3/game_id`) with a sentence saying what is wrong there.
+//!
+//! Why it is long (about 700 lines): the request, its limits and the one validation pass
+//! that must see them together to be total (every problem listed, each with its pointer).
 
 use std::collections::HashMap;
 
@@ -77,7 +80,7 @@ pub struct BatchRequest {
 /// A BigQuery column name as the OpenAPI document describes it: letters, digits and
 /// underscores, starting with a letter or underscore, at most 300 characters (the reserved
 /// prefixes of [`ColumnName`] are checked by the service, not the pattern).
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, utoipa::ToSchema)]
 #[schema(as = ColumnName, value_type = String, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,299}$", example = "game_id")]
 pub struct ColumnNameSchema(pub String);
 

@@ -17,6 +17,9 @@
 //! Nothing here reads the clock or the database: `now`, the window's counts and whether the
 //! probe still holds its lease are arguments. The store applies each [`Transition`] as one
 //! compare-and-swap statement, so every replica sees the same breaker.
+//!
+//! Why it is long (about 500 lines before its tests): the state machine, each transition
+//! and the settings, documented where they are decided.
 
 use std::time::Duration;
 

@@ -169,7 +169,9 @@ impl RetryPolicy {
             return None;
         }
         let base = self.base_delay(attempt, class).as_secs_f64();
-        let factor = 1.0 + self.jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
+        let factor = self
+            .jitter
+            .mul_add(2.0f64.mul_add(sample.clamp(0.0, 1.0), -1.0), 1.0);
         let jittered =
             Duration::try_from_secs_f64((base * factor).max(0.0)).unwrap_or(Duration::MAX);
         let mut at = add_saturating(now, jittered);

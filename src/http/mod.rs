@@ -106,6 +106,16 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("warehouse", &self.warehouse.kind())
+            .field("settings", &self.settings)
+            .field("ops", &self.ops)
+            .finish_non_exhaustive()
+    }
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API with its middleware.

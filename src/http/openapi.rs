@@ -81,6 +81,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "meta", description = "This document and its rendering."),
     )
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 /// The OpenAPI document.
@@ -98,6 +99,7 @@ pub fn spec_json() -> String {
 
 /// Adds the bearer security scheme, and the responses every operation shares: 401 and 403
 /// where a scope is needed, 413 and 415 where it takes a body, 500 everywhere.
+#[derive(Debug)]
 pub struct CommonResponses;
 
 impl Modify for CommonResponses {

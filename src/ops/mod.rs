@@ -66,6 +66,17 @@ pub struct Ops {
     forcer: Scheduler,
 }
 
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops")
+            .field("warehouse", &self.warehouse.kind())
+            .field("limits", &self.limits)
+            .field("retry", &self.retry)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The replica name of operators' forced attempts in the attempt log and statements (the
 /// job's lease names the operator: `operator:<name>`).
 pub const FORCE_REPLICA: &str = "operator";

@@ -8,7 +8,7 @@
 //! - [`Scheduler::run_once`] claims and runs one round to completion, so tests can drive the
 //!   scheduler without timers.
 //!
-//! A round ([`group`]) asks each unit's circuit breaker, settles earlier statements of its
+//! A round (`group`) asks each unit's circuit breaker, settles earlier statements of its
 //! keys, then sends statements, splitting a refused group to land every part that can.
 //! Every few seconds a replica also closes processor-reported conflicts that nobody ended
 //! within the retry horizon.
@@ -104,6 +104,16 @@ pub struct Scheduler {
     warehouse: Arc<dyn Warehouse>,
     policy: RetryPolicy,
     settings: SchedulerSettings,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("warehouse", &self.warehouse.kind())
+            .field("policy", &self.policy)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scheduler {

@@ -15,6 +15,10 @@
 //!
 //! A table appears on its first write, or is declared with a schema in BigQuery's form
 //! ([`super::emulator_tables`]); either way every write is checked against its schema.
+//!
+//! Why it is long (about 550 lines): the whole emulated write path — buffer, conflict
+//! scopes, the atomic replace and statement fates — in one place; tables and schemas are
+//! in [`super::emulator_tables`].
 
 use std::time::Duration;
 

@@ -202,8 +202,7 @@ async fn no_tokens_on_a_public_address_is_refused(pool: PgPool) {
     settings.listen = "0.0.0.0:0".parse().unwrap();
     let error = App::build_with_store(settings, Store::new(pool))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let message = error.to_string();
     assert!(
         message.contains("STREAMGUARD_ALLOW_ANONYMOUS") && message.contains("STREAMGUARD_TOKENS"),

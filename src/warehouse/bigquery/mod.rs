@@ -85,6 +85,15 @@ pub struct BigQuery {
     readiness: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
+impl std::fmt::Debug for BigQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQuery")
+            .field("settings", &self.settings)
+            .field("rest", &self.rest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BigQuery {
     /// Builds the adapter: reads the credentials (a key file is parsed now) and the HTTP
     /// client. Fetches no token and calls nothing; see [`Warehouse::readiness`].
