@@ -5,7 +5,7 @@
 //! [`crate::domain::batch::BatchLimits`], [`crate::warehouse::emulator::EmulatorSettings`],
 //! [`crate::warehouse::bigquery::BigQuerySettings`], [`crate::notify::AlertSettings`],
 //! [`crate::http::HttpSettings`] with [`crate::http::auth::AccessSettings`]); no part reads
-//! this module — only the application ([`crate::app`]) and the command line do.
+//! this module — only the application (`app`) and the command line do.
 //!
 //! An invalid value stops start-up with a message naming the variable and the form it
 //! accepts ([`parse`]).
