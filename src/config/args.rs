@@ -119,7 +119,7 @@ pub struct ServeArgs {
     pub max_wait: Span,
 
     /// Request body limit in bytes, from 1 KiB to 1 GiB.
-    #[arg(long, env = "STREAMGUARD_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES, value_parser = Integer::new(1024usize, 1024 * 1024 * 1024))]
+    #[arg(long, env = crate::http::MAX_BODY_BYTES_VAR, default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES, value_parser = Integer::new(1024usize, 1024 * 1024 * 1024))]
     pub max_body_bytes: usize,
 
     /// Log format: `text` or `json`.
@@ -258,23 +258,23 @@ pub struct AccessArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Rows per batch.
-    #[arg(long, env = "STREAMGUARD_MAX_ROWS", default_value_t = BatchLimits::DEFAULT.max_rows, value_parser = Integer::new(1usize, 10_000_000))]
+    #[arg(long, env = BatchLimits::MAX_ROWS_VAR, default_value_t = BatchLimits::DEFAULT.max_rows, value_parser = Integer::new(1usize, 10_000_000))]
     pub max_rows: usize,
     /// Key columns per batch.
-    #[arg(long, env = "STREAMGUARD_MAX_KEY_COLUMNS", default_value_t = BatchLimits::DEFAULT.max_key_columns, value_parser = Integer::new(1usize, 64))]
+    #[arg(long, env = BatchLimits::MAX_KEY_COLUMNS_VAR, default_value_t = BatchLimits::DEFAULT.max_key_columns, value_parser = Integer::new(1usize, 64))]
     pub max_key_columns: usize,
     /// Bytes of one row's compact JSON.
-    #[arg(long, env = "STREAMGUARD_MAX_ROW_BYTES", default_value_t = BatchLimits::DEFAULT.max_row_bytes, value_parser = Integer::new(64usize, 100 * 1024 * 1024))]
+    #[arg(long, env = BatchLimits::MAX_ROW_BYTES_VAR, default_value_t = BatchLimits::DEFAULT.max_row_bytes, value_parser = Integer::new(64usize, 100 * 1024 * 1024))]
     pub max_row_bytes: usize,
     /// Nesting levels of a row (the row is level 1); at most 100, as `serde_json` refuses
     /// documents nested deeper than 128 levels anyway.
-    #[arg(long, env = "STREAMGUARD_MAX_DEPTH", default_value_t = BatchLimits::DEFAULT.max_depth, value_parser = Integer::new(1usize, 100))]
+    #[arg(long, env = BatchLimits::MAX_DEPTH_VAR, default_value_t = BatchLimits::DEFAULT.max_depth, value_parser = Integer::new(1usize, 100))]
     pub max_depth: usize,
     /// Characters of a column or nested field name; at most 300, BigQuery's own limit.
-    #[arg(long, env = "STREAMGUARD_MAX_NAME_CHARS", default_value_t = BatchLimits::DEFAULT.max_name_chars, value_parser = Integer::new(1usize, 300))]
+    #[arg(long, env = BatchLimits::MAX_NAME_CHARS_VAR, default_value_t = BatchLimits::DEFAULT.max_name_chars, value_parser = Integer::new(1usize, 300))]
     pub max_name_chars: usize,
     /// Characters of a string key or partition value.
-    #[arg(long, env = "STREAMGUARD_MAX_KEY_VALUE_CHARS", default_value_t = BatchLimits::DEFAULT.max_key_value_chars, value_parser = Integer::new(1usize, 1024 * 1024))]
+    #[arg(long, env = BatchLimits::MAX_KEY_VALUE_CHARS_VAR, default_value_t = BatchLimits::DEFAULT.max_key_value_chars, value_parser = Integer::new(1usize, 1024 * 1024))]
     pub max_key_value_chars: usize,
 }
 

@@ -149,6 +149,19 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
+    /// The variable that sets `max_rows`, named by refusals that hit it.
+    pub const MAX_ROWS_VAR: &'static str = "STREAMGUARD_MAX_ROWS";
+    /// The variable that sets `max_key_columns`, named by refusals that hit it.
+    pub const MAX_KEY_COLUMNS_VAR: &'static str = "STREAMGUARD_MAX_KEY_COLUMNS";
+    /// The variable that sets `max_row_bytes`, named by refusals that hit it.
+    pub const MAX_ROW_BYTES_VAR: &'static str = "STREAMGUARD_MAX_ROW_BYTES";
+    /// The variable that sets `max_depth`, named by refusals that hit it.
+    pub const MAX_DEPTH_VAR: &'static str = "STREAMGUARD_MAX_DEPTH";
+    /// The variable that sets `max_name_chars`, named by refusals that hit it.
+    pub const MAX_NAME_CHARS_VAR: &'static str = "STREAMGUARD_MAX_NAME_CHARS";
+    /// The variable that sets `max_key_value_chars`, named by refusals that hit it.
+    pub const MAX_KEY_VALUE_CHARS_VAR: &'static str = "STREAMGUARD_MAX_KEY_VALUE_CHARS";
+
     /// The defaults (each field's documentation gives its reason).
     pub const DEFAULT: Self = Self {
         max_rows: 50_000,
@@ -256,7 +269,7 @@ fn name_fits(name: &str, pointer: &str, limits: &BatchLimits, errors: &mut Error
             "the name has {chars} characters, over the limit of {}",
             limits.max_name_chars
         ),
-        "STREAMGUARD_MAX_NAME_CHARS",
+        BatchLimits::MAX_NAME_CHARS_VAR,
     ));
     false
 }
@@ -341,7 +354,7 @@ impl BatchRequest {
                     self.rows.len(),
                     limits.max_rows
                 ),
-                "STREAMGUARD_MAX_ROWS",
+                BatchLimits::MAX_ROWS_VAR,
             ));
         }
         let units = if errors.0.is_empty() {
@@ -381,7 +394,7 @@ impl BatchRequest {
                     self.key_columns.len(),
                     limits.max_key_columns
                 ),
-                "STREAMGUARD_MAX_KEY_COLUMNS",
+                BatchLimits::MAX_KEY_COLUMNS_VAR,
             ));
         }
         let mut columns: Vec<ColumnName> = Vec::new();
@@ -481,7 +494,7 @@ impl<'a> Grouper<'a> {
                         text.chars().count(),
                         self.limits.max_key_value_chars
                     ),
-                    "STREAMGUARD_MAX_KEY_VALUE_CHARS",
+                    BatchLimits::MAX_KEY_VALUE_CHARS_VAR,
                 ));
             }
             _ => {
@@ -623,7 +636,7 @@ impl<'a> Grouper<'a> {
                     "the row is {bytes} bytes of JSON, over the limit of {} bytes per row",
                     self.limits.max_row_bytes
                 ),
-                "STREAMGUARD_MAX_ROW_BYTES",
+                BatchLimits::MAX_ROW_BYTES_VAR,
             ));
             return false;
         }
@@ -656,7 +669,7 @@ impl<'a> Grouper<'a> {
                     "the row nests deeper than the limit of {} levels here",
                     self.limits.max_depth
                 ),
-                "STREAMGUARD_MAX_DEPTH",
+                BatchLimits::MAX_DEPTH_VAR,
             ));
             return false;
         }

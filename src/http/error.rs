@@ -148,7 +148,7 @@ impl Error {
                 "payload-too-large",
                 "Request body too large",
                 d.clone(),
-                vec![FieldError::limit("", d, "STREAMGUARD_MAX_BODY_BYTES")],
+                vec![FieldError::limit("", d, super::MAX_BODY_BYTES_VAR)],
             ),
             Self::UnsupportedMediaType(d) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

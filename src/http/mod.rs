@@ -61,6 +61,8 @@ pub const DEFAULT_LISTEN: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 /// The longest `?wait=` on `POST /v1/batches` unless set (`STREAMGUARD_MAX_WAIT`).
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
+/// The variable that sets the request body limit, named by a 413.
+pub const MAX_BODY_BYTES_VAR: &str = "STREAMGUARD_MAX_BODY_BYTES";
 /// The request body limit in bytes unless set (`STREAMGUARD_MAX_BODY_BYTES`): 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
