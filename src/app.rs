@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::notify::Notifier;
+use crate::ops::Ops;
 use crate::scheduler::{Scheduler, SchedulerSettings};
 use crate::store::{Store, StoreConfig};
 use crate::warehouse::bigquery::BigQuery;
@@ -25,6 +26,43 @@ pub struct App {
     state: AppState,
     scheduler: Option<Arc<Scheduler>>,
     notifier: Arc<Notifier>,
+    summary: Summary,
+    /// How long shutdown waits for in-flight requests (the scheduler's shutdown timeout).
+    drain: std::time::Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("address", &self.address)
+            .field("state", &self.state)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the start-up log line reports.
+#[derive(Debug)]
+struct Summary {
+    retry_delays: Vec<std::time::Duration>,
+    max_attempts: u32,
+    give_up_after: std::time::Duration,
+    emulator_buffer: crate::warehouse::emulator::BufferTime,
+    breaker_scope: crate::domain::breaker::BreakerScope,
+    breaker_open_for: std::time::Duration,
+    alert_channels: Vec<String>,
+}
+
+fn summary(s: &Settings) -> Summary {
+    Summary {
+        retry_delays: s.retry.delays().to_vec(),
+        max_attempts: s.retry.max_attempts(),
+        give_up_after: s.retry.horizon(),
+        emulator_buffer: s.emulator.buffer,
+        breaker_scope: s.breaker_scope,
+        breaker_open_for: s.breaker.open_for,
+        alert_channels: s.alerts.channel_names(),
+    }
 }
 
 impl App {
@@ -38,9 +76,9 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Refuse an open service before touching the database (checked again below for
         // callers of build_with_store).
-        http::auth::check_exposure(&settings.access, settings.listen)
+        http::auth::check_exposure(&settings.http.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
-        let store = Store::connect(&settings.database_url, settings.concurrency + 10)
+        let store = Store::connect(&settings.database_url, settings.scheduler.concurrency + 10)
             .await
             .with_context(|| {
                 format!(
@@ -60,7 +98,7 @@ impl App {
     /// (`GOOGLE_APPLICATION_CREDENTIALS`) cannot be read; an unreachable BigQuery is only
     /// logged (and reported by `/readyz`).
     pub async fn build_with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        http::auth::check_exposure(&settings.access, settings.listen)
+        http::auth::check_exposure(&settings.http.access, settings.listen)
             .map_err(anyhow::Error::msg)?;
         store.migrate().await.context("applying migrations")?;
         warn_if_clocks_differ(&store).await;
@@ -106,29 +144,31 @@ impl App {
             .await
             .with_context(|| format!("binding STREAMGUARD_LISTEN={}", settings.listen))?;
         let address = listener.local_addr()?;
-        let scheduler = settings.scheduler.then(|| {
+        let scheduler = settings.run_scheduler.then(|| {
             Arc::new(Scheduler::new(
                 store.clone(),
                 warehouse.clone(),
                 settings.retry.clone(),
                 SchedulerSettings {
                     replica: replica_name(address),
-                    poll_interval: settings.poll_interval,
-                    lease: settings.lease,
-                    concurrency: settings.concurrency,
-                    max_per_table: settings.max_per_table,
-                    bounds: settings.group_bounds,
-                    linger: settings.linger,
-                    statement_timeout: settings.statement_timeout,
-                    shutdown_timeout: settings.shutdown_timeout,
+                    ..settings.scheduler.clone()
                 },
             ))
         });
+        let summary = summary(&settings);
+        let drain = settings.scheduler.shutdown_timeout;
         let state = AppState {
-            store,
-            warehouse,
+            store: store.clone(),
+            warehouse: warehouse.clone(),
             emulator,
-            settings: Arc::new(settings),
+            ops: Arc::new(Ops::new(
+                store.clone(),
+                warehouse.clone(),
+                settings.limits,
+                settings.retry,
+                &settings.scheduler,
+            )),
+            settings: Arc::new(settings.http),
             shutdown: CancellationToken::new(),
             listen: scheduler
                 .as_ref()
@@ -140,6 +180,8 @@ impl App {
             state,
             scheduler,
             notifier,
+            summary,
+            drain,
         })
     }
 
@@ -162,17 +204,17 @@ impl App {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let settings = self.state.settings.clone();
+        let s = &self.summary;
         tracing::info!(
             address = %self.address,
             warehouse = self.state.warehouse.kind(),
-            retry_delays = ?settings.retry.delays(),
-            max_attempts = settings.retry.max_attempts(),
-            give_up_after = ?settings.retry.horizon(),
-            emulator_buffer = ?settings.emulator.buffer,
-            breaker_scope = ?settings.breaker_scope,
-            breaker_open_for = ?settings.breaker.open_for,
-            alert_channels = ?settings.alerts.channel_names(),
+            retry_delays = ?s.retry_delays,
+            max_attempts = s.max_attempts,
+            give_up_after = ?s.give_up_after,
+            emulator_buffer = ?s.emulator_buffer,
+            breaker_scope = ?s.breaker_scope,
+            breaker_open_for = ?s.breaker_open_for,
+            alert_channels = ?s.alert_channels,
             "streamguard listening"
         );
         let scheduler = self
@@ -186,12 +228,12 @@ impl App {
             linked.cancelled().await;
             handlers.cancel();
         });
+        let drain = self.drain;
         let router = http::router(self.state);
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         // Graceful shutdown waits for every in-flight request; bound it, so a long `?wait=`
         // cannot keep the process alive past the shutdown timeout.
-        let drain = settings.shutdown_timeout;
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(drain).await;

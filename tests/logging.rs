@@ -2,7 +2,7 @@
 //! process-wide, so a log capture in a test that runs beside others in parallel threads
 //! can miss lines (it did, under load). Here it is alone.
 
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "api/helpers.rs"]
 mod helpers;
 
@@ -22,7 +22,7 @@ async fn secured(pool: PgPool) -> TestApp {
         token_digest("r-token")
     );
     spawn_app_with(pool, |s| {
-        s.access.tokens = Tokens::parse(&text, "test").unwrap()
+        s.http.access.tokens = Tokens::parse(&text, "test").unwrap()
     })
     .await
 }

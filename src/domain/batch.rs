@@ -3,6 +3,9 @@
 //! Validation is total: a batch is accepted whole or refused whole, and a refusal lists
 //! every problem found (up to [`MAX_REPORTED_ERRORS`]) as a JSON pointer into the request
 //! body (`/rows/3/game_id`) with a sentence saying what is wrong there.
+//!
+//! Why it is long (about 700 lines): the request, its limits and the one validation pass
+//! that must see them together to be total (every problem listed, each with its pointer).
 
 use std::collections::HashMap;
 
@@ -77,7 +80,7 @@ pub struct BatchRequest {
 /// A BigQuery column name as the OpenAPI document describes it: letters, digits and
 /// underscores, starting with a letter or underscore, at most 300 characters (the reserved
 /// prefixes of [`ColumnName`] are checked by the service, not the pattern).
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, utoipa::ToSchema)]
 #[schema(as = ColumnName, value_type = String, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,299}$", example = "game_id")]
 pub struct ColumnNameSchema(pub String);
 
@@ -145,16 +148,34 @@ pub struct BatchLimits {
     pub max_key_value_chars: usize,
 }
 
+impl BatchLimits {
+    /// The variable that sets `max_rows`, named by refusals that hit it.
+    pub const MAX_ROWS_VAR: &'static str = "STREAMGUARD_MAX_ROWS";
+    /// The variable that sets `max_key_columns`, named by refusals that hit it.
+    pub const MAX_KEY_COLUMNS_VAR: &'static str = "STREAMGUARD_MAX_KEY_COLUMNS";
+    /// The variable that sets `max_row_bytes`, named by refusals that hit it.
+    pub const MAX_ROW_BYTES_VAR: &'static str = "STREAMGUARD_MAX_ROW_BYTES";
+    /// The variable that sets `max_depth`, named by refusals that hit it.
+    pub const MAX_DEPTH_VAR: &'static str = "STREAMGUARD_MAX_DEPTH";
+    /// The variable that sets `max_name_chars`, named by refusals that hit it.
+    pub const MAX_NAME_CHARS_VAR: &'static str = "STREAMGUARD_MAX_NAME_CHARS";
+    /// The variable that sets `max_key_value_chars`, named by refusals that hit it.
+    pub const MAX_KEY_VALUE_CHARS_VAR: &'static str = "STREAMGUARD_MAX_KEY_VALUE_CHARS";
+
+    /// The defaults (each field's documentation gives its reason).
+    pub const DEFAULT: Self = Self {
+        max_rows: 50_000,
+        max_key_columns: 16,
+        max_row_bytes: 1024 * 1024,
+        max_depth: 15,
+        max_name_chars: 300,
+        max_key_value_chars: 1024,
+    };
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self {
-            max_rows: 50_000,
-            max_key_columns: 16,
-            max_row_bytes: 1024 * 1024,
-            max_depth: 15,
-            max_name_chars: 300,
-            max_key_value_chars: 1024,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -248,7 +269,7 @@ fn name_fits(name: &str, pointer: &str, limits: &BatchLimits, errors: &mut Error
             "the name has {chars} characters, over the limit of {}",
             limits.max_name_chars
         ),
-        "STREAMGUARD_MAX_NAME_CHARS",
+        BatchLimits::MAX_NAME_CHARS_VAR,
     ));
     false
 }
@@ -333,7 +354,7 @@ impl BatchRequest {
                     self.rows.len(),
                     limits.max_rows
                 ),
-                "STREAMGUARD_MAX_ROWS",
+                BatchLimits::MAX_ROWS_VAR,
             ));
         }
         let units = if errors.0.is_empty() {
@@ -373,7 +394,7 @@ impl BatchRequest {
                     self.key_columns.len(),
                     limits.max_key_columns
                 ),
-                "STREAMGUARD_MAX_KEY_COLUMNS",
+                BatchLimits::MAX_KEY_COLUMNS_VAR,
             ));
         }
         let mut columns: Vec<ColumnName> = Vec::new();
@@ -473,7 +494,7 @@ impl<'a> Grouper<'a> {
                         text.chars().count(),
                         self.limits.max_key_value_chars
                     ),
-                    "STREAMGUARD_MAX_KEY_VALUE_CHARS",
+                    BatchLimits::MAX_KEY_VALUE_CHARS_VAR,
                 ));
             }
             _ => {
@@ -615,7 +636,7 @@ impl<'a> Grouper<'a> {
                     "the row is {bytes} bytes of JSON, over the limit of {} bytes per row",
                     self.limits.max_row_bytes
                 ),
-                "STREAMGUARD_MAX_ROW_BYTES",
+                BatchLimits::MAX_ROW_BYTES_VAR,
             ));
             return false;
         }
@@ -648,7 +669,7 @@ impl<'a> Grouper<'a> {
                     "the row nests deeper than the limit of {} levels here",
                     self.limits.max_depth
                 ),
-                "STREAMGUARD_MAX_DEPTH",
+                BatchLimits::MAX_DEPTH_VAR,
             ));
             return false;
         }

@@ -1,7 +1,7 @@
 //! The circuit breaker: a pure state machine, one per scope (a processor name by default,
-//! or a target table), after riverqueue/river's `rivershared/circuitbreaker` and the seed
-//! document's Phase 3 (`CIRCUIT_BREAKER_THRESHOLD = 0.5` over at least 3 outcomes,
-//! `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds).
+//! or a target table), after riverqueue/river's `rivershared/circuitbreaker` and the
+//! seed's defaults (`docs/architecture.md`, "Words": trips above 0.5 over at least 3
+//! outcomes, `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds).
 //!
 //! ```text
 //!            conflict rate > threshold over >= min outcomes
@@ -17,6 +17,9 @@
 //! Nothing here reads the clock or the database: `now`, the window's counts and whether the
 //! probe still holds its lease are arguments. The store applies each [`Transition`] as one
 //! compare-and-swap statement, so every replica sees the same breaker.
+//!
+//! Why it is long (about 500 lines before its tests): the state machine, each transition
+//! and the settings, documented where they are decided.
 
 use std::time::Duration;
 
@@ -80,6 +83,9 @@ pub enum BreakerScope {
 }
 
 impl BreakerScope {
+    /// The default: one breaker per processor.
+    pub const DEFAULT: Self = Self::Processor;
+
     /// The scope value of a job sent by `processor_name` to `table`.
     pub fn of<'a>(self, processor_name: &'a str, table: &'a str) -> &'a str {
         match self {
@@ -88,6 +94,46 @@ impl BreakerScope {
         }
     }
 }
+
+impl Default for BreakerScope {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for BreakerScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Processor => "processor",
+            Self::Table => "table",
+        })
+    }
+}
+
+impl std::str::FromStr for BreakerScope {
+    /// The accepted words.
+    type Err = String;
+
+    /// `processor` (or `processor_name`) or `table`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "processor" | "processor_name" => Ok(Self::Processor),
+            "table" => Ok(Self::Table),
+            _ => Err("`processor` or `table`".into()),
+        }
+    }
+}
+
+/// Open time of a first trip against BigQuery: the seed's
+/// `CIRCUIT_BREAKER_COOLDOWN = 1800` seconds.
+pub const BIGQUERY_DEFAULT_OPEN_FOR: Duration = Duration::from_secs(1800);
+/// Cap of the doubling open time against BigQuery.
+pub const BIGQUERY_DEFAULT_MAX_OPEN_FOR: Duration = Duration::from_secs(4 * 3600);
+/// Open time against the emulator: the seed's 30 minutes as seconds, the same scaling as
+/// [`crate::domain::retry::EMULATOR_DEFAULT_DELAYS`].
+pub const EMULATOR_DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+/// Cap of the doubling open time against the emulator.
+pub const EMULATOR_DEFAULT_MAX_OPEN_FOR: Duration = Duration::from_secs(240);
 
 /// The breaker's knobs. Defaults are the seed's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,19 +156,32 @@ pub struct BreakerSettings {
 
 impl Default for BreakerSettings {
     fn default() -> Self {
-        Self {
-            threshold: 0.5,
-            min_outcomes: 3,
-            window_outcomes: 20,
-            window: Duration::from_secs(600),
-            open_for: Duration::from_secs(1800),
-            max_open_for: Duration::from_secs(4 * 3600),
-            probe_wait: Duration::from_secs(30),
-        }
+        Self::DEFAULT
     }
 }
 
 impl BreakerSettings {
+    /// The defaults against BigQuery (the seed's).
+    pub const DEFAULT: Self = Self {
+        threshold: 0.5,
+        min_outcomes: 3,
+        window_outcomes: 20,
+        window: Duration::from_secs(600),
+        open_for: BIGQUERY_DEFAULT_OPEN_FOR,
+        max_open_for: BIGQUERY_DEFAULT_MAX_OPEN_FOR,
+        probe_wait: Duration::from_secs(30),
+    };
+
+    /// The default open time and its cap for a warehouse: BigQuery's when `bigquery`, else
+    /// the emulator's.
+    pub const fn default_open_for(bigquery: bool) -> (Duration, Duration) {
+        if bigquery {
+            (BIGQUERY_DEFAULT_OPEN_FOR, BIGQUERY_DEFAULT_MAX_OPEN_FOR)
+        } else {
+            (EMULATOR_DEFAULT_OPEN_FOR, EMULATOR_DEFAULT_MAX_OPEN_FOR)
+        }
+    }
+
     /// The open time after `reopens` consecutive failed probes: `open_for × 2^reopens`,
     /// capped at `max_open_for`.
     pub fn open_time(&self, reopens: u32) -> Duration {

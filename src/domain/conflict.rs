@@ -1,6 +1,5 @@
-//! The conflict log's vocabulary, kept from the seed document
-//! (`shared/seed/streaming-buffer-improvements.md`, "Phase 2"): conflict types and
-//! resolution methods, plus the error classes the warehouse reports.
+//! The conflict log's vocabulary, kept from the seed (`docs/architecture.md`, "Words"):
+//! conflict types and resolution methods, plus the error classes the warehouse reports.
 
 use serde::{Deserialize, Serialize};
 

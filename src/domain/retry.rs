@@ -32,6 +32,41 @@ pub const QUOTA_DELAY_FACTOR: u32 = 4;
 /// ones would not fit the clock.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Attempts in all (first try included) before a unit is given up, when
+/// `STREAMGUARD_RETRY_MAX_ATTEMPTS` is unset.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// Jitter fraction when `STREAMGUARD_RETRY_JITTER` is unset.
+pub const DEFAULT_JITTER: f64 = 0.1;
+
+/// Delays used when `STREAMGUARD_RETRY_DELAYS` is unset and the warehouse is BigQuery:
+/// the seed's 5, 10, 20 minutes, doubled once more.
+pub const BIGQUERY_DEFAULT_DELAYS: [Duration; 4] = [
+    Duration::from_secs(300),
+    Duration::from_secs(600),
+    Duration::from_secs(1200),
+    Duration::from_secs(2400),
+];
+
+/// Delays used when unset and the warehouse is the emulator, whose buffer lasts seconds
+/// (`STREAMGUARD_EMULATOR_BUFFER`, default `10s..30s`): the same shape, in seconds, so the
+/// demo shows the whole cycle in about a minute.
+pub const EMULATOR_DEFAULT_DELAYS: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(40),
+];
+
+/// The default delays for a warehouse: BigQuery's when `bigquery`, else the emulator's.
+pub fn default_delays(bigquery: bool) -> &'static [Duration] {
+    if bigquery {
+        &BIGQUERY_DEFAULT_DELAYS
+    } else {
+        &EMULATOR_DEFAULT_DELAYS
+    }
+}
+
 /// `at + d`, saturating at 9999-12-31T23:59:59Z (which Postgres and every RFC 3339 client
 /// hold) instead of panicking when the sum overflows.
 pub fn add_saturating(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -147,7 +182,7 @@ impl RetryPolicy {
         }
         let base = self.base_delay(attempt, class).as_secs_f64();
         // Upward only: the factor is in [1, 1 + jitter], so the base delay is the minimum.
-        let factor = 1.0 + self.jitter * sample.clamp(0.0, 1.0);
+        let factor = self.jitter.mul_add(sample.clamp(0.0, 1.0), 1.0);
         let jittered = Duration::try_from_secs_f64(base * factor)
             .unwrap_or(Duration::MAX)
             .max(self.base_delay(attempt, class));

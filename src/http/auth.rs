@@ -261,14 +261,22 @@ pub struct AccessSettings {
     pub metrics_public: bool,
 }
 
+/// Whether to serve without tokens on a non-loopback address unless set
+/// (`STREAMGUARD_ALLOW_ANONYMOUS`).
+pub const DEFAULT_ALLOW_ANONYMOUS: bool = false;
+/// Whether `/docs` and `/openapi.json` are public unless set (`STREAMGUARD_DOCS_PUBLIC`).
+pub const DEFAULT_DOCS_PUBLIC: bool = true;
+/// Whether `/metrics` is public unless set (`STREAMGUARD_METRICS_PUBLIC`).
+pub const DEFAULT_METRICS_PUBLIC: bool = false;
+
 impl Default for AccessSettings {
     /// Anonymous (no tokens), docs public, metrics behind `read`.
     fn default() -> Self {
         Self {
             tokens: Tokens::default(),
-            allow_anonymous: false,
-            docs_public: true,
-            metrics_public: false,
+            allow_anonymous: DEFAULT_ALLOW_ANONYMOUS,
+            docs_public: DEFAULT_DOCS_PUBLIC,
+            metrics_public: DEFAULT_METRICS_PUBLIC,
         }
     }
 }

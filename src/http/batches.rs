@@ -1,7 +1,7 @@
 //! `POST /v1/batches` (intake) and `GET /v1/batches/{batch_id}`.
 //!
-//! Intake validates the whole batch first (nothing of a bad batch is accepted), stores it
-//! durably in one transaction, and answers `202 Accepted` with a `Location` — or, with
+//! Intake ([`crate::ops::intake`]) validates the whole batch first (nothing of a bad batch
+//! is accepted), stores it durably in one transaction, and answers `202 Accepted` with a `Location` — or, with
 //! `?wait=<seconds>`, waits up to that long for every unit's first attempt and answers
 //! `200 OK` with the per-unit results. Re-posting an idempotency key replays the original
 //! batch (header `Idempotent-Replayed: true`).
@@ -14,13 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
 use super::{AppState, Error, Result};
-use crate::domain::schema::{SchemaCheck, SchemaCheckStatus};
-use crate::domain::{BatchRequest, FieldError};
+use crate::domain::BatchRequest;
 use crate::store::batches::BatchView;
 
 /// How often a waiting request re-reads its batch.
@@ -82,69 +80,11 @@ pub(crate) async fn create(
     Json(request): Json<BatchRequest>,
 ) -> Result<Response> {
     let wait = wait_duration(params.wait, state.settings.max_wait)?;
-    let batch =
-        request
-            .validate(&state.settings.limits)
-            .map_err(|errors| Error::Unprocessable {
-                detail: format!(
-                    "the batch has {} problem(s); nothing of it was accepted",
-                    errors.len()
-                ),
-                errors,
-            })?;
-    let too_big: Vec<FieldError> = batch
-        .units
-        .iter()
-        .filter_map(|u| state.warehouse.check_unit(&u.rows).err().map(|e| (u, e)))
-        .take(crate::domain::batch::MAX_REPORTED_ERRORS)
-        .map(|(u, e)| {
-            FieldError::new(
-                "/rows",
-                format!("key {}: {e}", serde_json::Value::Object(u.key.clone())),
-            )
-        })
-        .collect();
-    if !too_big.is_empty() {
-        return Err(Error::Unprocessable {
-            detail: format!(
-                "{} key(s) are too big for one atomic write; nothing of the batch was accepted",
-                too_big.len()
-            ),
-            errors: too_big,
-        });
-    }
-    let (schema_check, schema) = check_schema(&state, &request, &batch.table).await?;
-    // One spelling per key value (`"31"` and `31` are one INT64 key), so units of one key
-    // supersede each other however a processor spells it.
-    let batch = match schema {
-        Some(schema) => {
-            let mut canonical = request.clone();
-            schema.canonicalize_keys(&mut canonical);
-            if canonical.rows == request.rows && canonical.delete_keys == request.delete_keys {
-                batch
-            } else {
-                canonical
-                    .validate(&state.settings.limits)
-                    .map_err(|errors| Error::Unprocessable {
-                        detail: format!(
-                            "the batch has {} problem(s); nothing of it was accepted",
-                            errors.len()
-                        ),
-                        errors,
-                    })?
-            }
-        }
-        None => batch,
-    };
-    let payload = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.into()))?;
-    let hash = Sha256::digest(&payload);
-    let intake = state
-        .store
-        .insert_batch(&batch, &hash, state.settings.retry.max_attempts())
-        .await?;
+    let submitted = state.ops.submit(&request).await?;
+    let (intake, schema_check) = (submitted.intake, submitted.schema_check);
     tracing::Span::current().record("batch_id", tracing::field::display(intake.batch_id));
     tracing::info!(
-        units = batch.units.len(),
+        units = submitted.units,
         replayed = intake.replayed,
         superseded = intake.superseded,
         "batch accepted"
@@ -170,61 +110,6 @@ pub(crate) async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// Checks every row, key and the partition column against the table's schema (see
-/// [`crate::domain::schema::check`]). Problems found with a cached schema are confirmed
-/// with a fresh one (a column may have been added since), so a stale cache never refuses
-/// a good batch. When the schema cannot be read the batch is accepted, and the answer
-/// says so: an outage of BigQuery's metadata API must not stop processors.
-///
-/// Returns the check's report and the schema the rows fit (`None` when unchecked).
-///
-/// # Errors
-/// 422 listing each problem with its pointer; nothing of the batch is accepted.
-async fn check_schema(
-    state: &AppState,
-    request: &BatchRequest,
-    table: &crate::domain::TableRef,
-) -> Result<(SchemaCheck, Option<crate::domain::TableSchema>)> {
-    let unchecked = |why: String| SchemaCheck {
-        status: SchemaCheckStatus::Unchecked,
-        detail: format!(
-            "{why}; the rows were accepted unchecked and are checked at the first attempt"
-        ),
-    };
-    let schema = match state.warehouse.table_schema(table, false).await {
-        Ok(Some(schema)) => schema,
-        Ok(None) => return Ok((unchecked(format!("the {} has no schema for table {table} yet (an emulator table takes the one inferred from its first write unless declared with POST /emulator/tables)", state.warehouse.kind())), None)),
-        Err(e) => {
-            tracing::warn!(table = %table, error = %e, "table schema unreadable; batch accepted unchecked");
-            return Ok((unchecked(format!("the schema of {table} could not be read ({e})")), None));
-        }
-    };
-    let mut schema = schema;
-    let mut problems = schema.check_batch(request);
-    if !problems.is_empty() {
-        if let Ok(Some(fresh)) = state.warehouse.table_schema(table, true).await {
-            if fresh != schema {
-                problems = fresh.check_batch(request);
-                schema = fresh;
-            }
-        }
-    }
-    if problems.is_empty() {
-        let check = SchemaCheck {
-            status: SchemaCheckStatus::Checked,
-            detail: format!("every row fits the schema of {table}"),
-        };
-        return Ok((check, Some(schema)));
-    }
-    Err(Error::Unprocessable {
-        detail: format!(
-            "{} problem(s) against the schema of {table}; nothing of the batch was accepted",
-            problems.len()
-        ),
-        errors: problems.into_iter().map(Into::into).collect(),
-    })
 }
 
 /// One batch with its write units' current state.

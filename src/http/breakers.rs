@@ -12,7 +12,6 @@ use super::auth::Actor;
 use super::extract::{Json as ApiJson, Path};
 use super::{AppState, Error, Result};
 use crate::domain::breaker::{BreakerScope, BreakerState, OperatorAction, Window};
-use crate::domain::FieldError;
 use crate::store::breakers::{BreakerView, TransitionRow};
 
 /// The breaker routes.
@@ -240,20 +239,7 @@ fn check_scope(scope: &str) -> Result<()> {
     Ok(())
 }
 
-/// A required free-text field: trimmed, not blank, at most 2,000 characters.
+/// An operator's reason: see [`crate::ops::required_reason`].
 pub(super) fn required_reason<'a>(value: &'a str, pointer: &str) -> Result<&'a str> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > 2000 {
-        return Err(Error::Unprocessable {
-            detail: format!(
-                "`{}` is required: say why, in up to 2,000 characters",
-                &pointer[1..]
-            ),
-            errors: vec![FieldError::new(
-                pointer,
-                "required, not blank, at most 2,000 characters",
-            )],
-        });
-    }
-    Ok(v)
+    Ok(crate::ops::required_reason(value, pointer)?)
 }

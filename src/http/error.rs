@@ -148,7 +148,7 @@ impl Error {
                 "payload-too-large",
                 "Request body too large",
                 d.clone(),
-                vec![FieldError::limit("", d, "STREAMGUARD_MAX_BODY_BYTES")],
+                vec![FieldError::limit("", d, super::MAX_BODY_BYTES_VAR)],
             ),
             Self::UnsupportedMediaType(d) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -220,6 +220,20 @@ impl IntoResponse for Error {
             header::HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+impl From<crate::ops::Error> for Error {
+    fn from(e: crate::ops::Error) -> Self {
+        use crate::ops::Error as Ops;
+        match e {
+            Ops::Invalid { detail, errors } => Self::Unprocessable { detail, errors },
+            Ops::NotFound(d) => Self::NotFound(d),
+            Ops::Refused(d) => Self::Conflict(d),
+            Ops::Unavailable(d) => Self::Unavailable(d),
+            Ops::Store(e) => e.into(),
+            Ops::Internal(e) => Self::Internal(e),
+        }
     }
 }
 

@@ -99,7 +99,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                 errors: vec![FieldError::limit(
                     pointer,
                     format!("nested too deeply ({message}); rows may nest at most STREAMGUARD_MAX_DEPTH levels"),
-                    "STREAMGUARD_MAX_DEPTH",
+                    crate::domain::batch::BatchLimits::MAX_DEPTH_VAR,
                 )],
             }
         } else if inner.classify() == serde_json::error::Category::Data {

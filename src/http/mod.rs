@@ -55,10 +55,40 @@ use tower_http::trace::TraceLayer;
 pub use auth::Actor;
 pub use error::{Error, Problem, Result};
 
-use crate::config::Settings;
 use crate::store::Store;
 use crate::warehouse::emulator::Emulator;
 use crate::warehouse::Warehouse;
+
+/// The address to listen on unless set (`STREAMGUARD_LISTEN`).
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+/// The longest `?wait=` on `POST /v1/batches` unless set (`STREAMGUARD_MAX_WAIT`).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
+/// The variable that sets the request body limit, named by a 413.
+pub const MAX_BODY_BYTES_VAR: &str = "STREAMGUARD_MAX_BODY_BYTES";
+/// The request body limit in bytes unless set (`STREAMGUARD_MAX_BODY_BYTES`): 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// How the HTTP layer itself behaves.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The longest `?wait=` a caller may ask for on `POST /v1/batches`.
+    pub max_wait: Duration,
+    /// Request body limit, bytes.
+    pub max_body_bytes: usize,
+    /// Tokens and which endpoints are public.
+    pub access: auth::AccessSettings,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_wait: DEFAULT_MAX_WAIT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            access: auth::AccessSettings::default(),
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -69,8 +99,11 @@ pub struct AppState {
     pub warehouse: Arc<dyn Warehouse>,
     /// The emulator, when it is the warehouse (its routes are mounted only then).
     pub emulator: Option<Emulator>,
-    /// The settings.
-    pub settings: Arc<Settings>,
+    /// The HTTP layer's settings.
+    pub settings: Arc<HttpSettings>,
+    /// The operations (intake, processor reports, force) with the configured limits and
+    /// retry policy.
+    pub ops: Arc<crate::ops::Ops>,
     /// Cancelled when shutdown starts (SIGTERM, Ctrl-C, or the token given to
     /// [`crate::App::run_until_stopped`]): a handler that waits (`?wait=`) should stop
     /// waiting and answer with what it has. The server gives in-flight requests at most
@@ -78,6 +111,16 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The scheduler's LISTEN connection (for `/readyz` and `/metrics`).
     pub listen: crate::scheduler::ListenStatus,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("warehouse", &self.warehouse.kind())
+            .field("settings", &self.settings)
+            .field("ops", &self.ops)
+            .finish_non_exhaustive()
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -18,10 +18,9 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::AppState;
 
@@ -85,6 +84,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "meta", description = "This document and its rendering."),
     )
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 /// The OpenAPI document.
@@ -102,6 +102,7 @@ pub fn spec_json() -> String {
 
 /// Adds the bearer security scheme, and the responses every operation shares: 401 and 403
 /// where a scope is needed, 413 and 415 where it takes a body, 500 everywhere.
+#[derive(Debug)]
 pub struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -192,30 +193,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
-}
-
-/// Body of `GET /healthz` (documentation only; the handler builds the same JSON).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok"}))]
-pub struct HealthBody {
-    /// Always `ok`.
-    pub status: String,
-}
-
-/// Body of `GET /readyz` when ready (documentation only).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "database": "ok", "warehouse": "emulator",
-    "listen": {"state": "connected", "since": "2026-01-25T12:00:00Z",
-               "last_notification_at": "2026-01-25T12:03:10Z", "reconnects": 0}}))]
-pub struct ReadyBody {
-    /// `ready`.
-    pub status: String,
-    /// `ok`.
-    pub database: String,
-    /// `emulator` or `bigquery`.
-    pub warehouse: String,
-    /// The scheduler's LISTEN connection; informative, it never fails readiness.
-    pub listen: crate::scheduler::listen::ListenReport,
 }
 
 /// This OpenAPI document.

@@ -25,6 +25,47 @@ pub enum SmtpTls {
     None,
 }
 
+impl SmtpTls {
+    /// The default: STARTTLS.
+    pub const DEFAULT: Self = Self::StartTls;
+}
+
+impl Default for SmtpTls {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for SmtpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::StartTls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        })
+    }
+}
+
+impl std::str::FromStr for SmtpTls {
+    /// The accepted words.
+    type Err = String;
+
+    /// `starttls`, `tls` or `none`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "starttls" => Ok(Self::StartTls),
+            "tls" => Ok(Self::Tls),
+            "none" => Ok(Self::None),
+            _ => Err("`starttls`, `tls` or `none`".into()),
+        }
+    }
+}
+
+/// The SMTP port unless set (`STREAMGUARD_ALERT_SMTP_PORT`): submission with STARTTLS.
+pub const DEFAULT_PORT: u16 = 587;
+/// The sender unless set (`STREAMGUARD_ALERT_SMTP_FROM`).
+pub const DEFAULT_FROM: &str = "streamguard@localhost";
+
 /// SMTP settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmtpSettings {

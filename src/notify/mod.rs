@@ -46,17 +46,23 @@ pub struct AlertSettings {
     pub daily_digest: bool,
 }
 
+impl AlertSettings {
+    /// The defaults: no channel (alerts are only logged), one message per minute per
+    /// channel, scope and kind, first retry after 5 s, polled every second, no digest.
+    pub const DEFAULT: Self = Self {
+        slack_webhook: None,
+        webhook: None,
+        smtp: None,
+        rate_window: Duration::from_secs(60),
+        retry_base: Duration::from_secs(5),
+        poll_interval: Duration::from_secs(1),
+        daily_digest: false,
+    };
+}
+
 impl Default for AlertSettings {
     fn default() -> Self {
-        Self {
-            slack_webhook: None,
-            webhook: None,
-            smtp: None,
-            rate_window: Duration::from_secs(60),
-            retry_base: Duration::from_secs(5),
-            poll_interval: Duration::from_secs(1),
-            daily_digest: false,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -41,6 +41,15 @@ pub struct Notifier {
     settings: AlertSettings,
 }
 
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Notifier {
     /// A worker over `store` with `channels` (the log channel among them).
     pub fn new(store: Store, channels: Vec<Arc<dyn Channel>>, settings: AlertSettings) -> Self {

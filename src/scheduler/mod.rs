@@ -8,7 +8,7 @@
 //! - [`Scheduler::run_once`] claims and runs one round to completion, so tests can drive the
 //!   scheduler without timers.
 //!
-//! A round ([`group`]) asks each unit's circuit breaker, settles earlier statements of its
+//! A round (`group`) asks each unit's circuit breaker, settles earlier statements of its
 //! keys, then sends statements, splitting a refused group to land every part that can.
 //! Every few seconds a replica also closes processor-reported conflicts that nobody ended
 //! within the retry horizon.
@@ -41,7 +41,40 @@ use crate::warehouse::Warehouse;
 /// How often a replica closes processor-reported conflicts that outlived the retry horizon.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How the scheduler works (all from [`crate::config::Settings`]).
+/// Fallback poll interval unless set (`STREAMGUARD_POLL_INTERVAL`).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Lease of a claimed job unless set (`STREAMGUARD_LEASE`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Groups in flight per replica unless set (`STREAMGUARD_CONCURRENCY`).
+pub const DEFAULT_CONCURRENCY: u32 = 8;
+/// Statements in flight per table unless set (`STREAMGUARD_MAX_PER_TABLE`).
+pub const DEFAULT_MAX_PER_TABLE: u32 = 1;
+/// How long units wait to share a statement unless set (`STREAMGUARD_LINGER`).
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(200);
+/// How long a round waits for a statement unless set (`STREAMGUARD_STATEMENT_TIMEOUT`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long shutdown waits for in-flight attempts and requests unless set
+/// (`STREAMGUARD_SHUTDOWN_TIMEOUT`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for SchedulerSettings {
+    /// Every default; `replica` is empty until the application names it.
+    fn default() -> Self {
+        Self {
+            replica: String::new(),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            lease: DEFAULT_LEASE,
+            concurrency: DEFAULT_CONCURRENCY,
+            max_per_table: DEFAULT_MAX_PER_TABLE,
+            bounds: GroupBounds::DEFAULT,
+            linger: DEFAULT_LINGER,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// How the scheduler works; the application fills it from its settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     /// This replica's name in leases and attempt logs.
@@ -74,6 +107,16 @@ pub struct Scheduler {
     policy: RetryPolicy,
     settings: SchedulerSettings,
     listen: ListenStatus,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("warehouse", &self.warehouse.kind())
+            .field("policy", &self.policy)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scheduler {

@@ -3,7 +3,7 @@
 //! An event (a breaker opening or closing, a conflict given up, a unit failed) writes its
 //! `alerts` row and one `alert_deliveries` row per configured channel *in the event's own
 //! transaction*: if the event committed, its alert is queued; if not, neither exists. The
-//! [`crate::notify`] worker claims due deliveries in one committed statement (`for update
+//! `notify` worker claims due deliveries in one committed statement (`for update
 //! skip locked`, with a lease and a claim token), sends outside any transaction, and marks
 //! them sent fenced on the token — so two replicas never both send one delivery, and a
 //! replica that dies mid-send leaves a delivery that is claimed again when its lease ends.

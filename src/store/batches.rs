@@ -4,6 +4,9 @@
 //! supersession of older units of the same keys, and a `pg_notify` that wakes the
 //! schedulers when it commits. The service answers only after the commit, so an accepted
 //! batch is never lost.
+//!
+//! Why it is long (about 450 lines): intake's transaction (batch, units, jobs,
+//! supersession) and the batch views read back from it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

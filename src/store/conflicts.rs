@@ -1,6 +1,6 @@
-//! The conflict log's read side: the seed document's two dashboard queries ("Phase 4":
-//! daily summary over N days, unresolved in the last N hours) and one conflict with its
-//! attempts.
+//! The conflict log's read side: the seed's two dashboard queries (daily summary over N
+//! days, unresolved in the last N hours; `docs/architecture.md`, "Words") and one
+//! conflict with its attempts.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;

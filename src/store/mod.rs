@@ -205,6 +205,10 @@ impl Store {
     }
 }
 
+/// The default database: a local Postgres database named `streamguard` (created if
+/// missing), unless `DATABASE_URL` is set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streamguard";
+
 /// The database name of a Postgres URL, for messages.
 pub fn database_name(url: &str) -> String {
     PgConnectOptions::from_str(url)

@@ -4,7 +4,7 @@
 //! It understands the service's own operations, not SQL. Its tables live in the service's
 //! Postgres database, in the `emulator` schema (see `migrations/0002_emulator.sql`), so a
 //! restarted service and every replica see one warehouse. It follows BigQuery's semantics
-//! as described in `shared/bigquery-facts.md`:
+//! as described in `docs/bigquery-facts.md`:
 //! - rows streamed with [`Emulator::insert_all`] sit in a streaming buffer for a configured
 //!   time ([`BufferTime`]);
 //! - a replace that would touch buffered rows is refused with BigQuery's error class and
@@ -18,6 +18,10 @@
 //!
 //! A table appears on its first write, or is declared with a schema in BigQuery's form
 //! ([`super::emulator_tables`]); either way every write is checked against its schema.
+//!
+//! Why it is long (about 550 lines): the whole emulated write path — buffer, conflict
+//! scopes, the atomic replace and statement fates — in one place; tables and schemas are
+//! in [`super::emulator_tables`].
 
 use std::time::Duration;
 
@@ -94,6 +98,18 @@ impl std::str::FromStr for BufferTime {
     }
 }
 
+impl std::fmt::Display for BufferTime {
+    /// `30s` for a fixed time, `20s..60s` for a range (what its `FromStr` reads).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words = humantime::format_duration;
+        if self.min == self.max {
+            write!(f, "{}", words(self.min))
+        } else {
+            write!(f, "{}..{}", words(self.min), words(self.max))
+        }
+    }
+}
+
 /// Which buffered rows block a replace (`STREAMGUARD_EMULATOR_CONFLICT_SCOPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +121,51 @@ pub enum ConflictScope {
     Partition,
     /// Any buffered row of the table.
     Table,
+}
+
+impl std::fmt::Display for ConflictScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Row => "row",
+            Self::Partition => "partition",
+            Self::Table => "table",
+        })
+    }
+}
+
+impl std::str::FromStr for ConflictScope {
+    /// The accepted words.
+    type Err = String;
+
+    /// `partition`, `row` or `table`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "partition" => Ok(Self::Partition),
+            "row" => Ok(Self::Row),
+            "table" => Ok(Self::Table),
+            _ => Err("`partition`, `row` or `table`".into()),
+        }
+    }
+}
+
+impl EmulatorSettings {
+    /// The defaults: rows stay buffered 10 to 30 seconds, a buffered row blocks replaces
+    /// in its partition, no added latency, no injected faults.
+    pub const DEFAULT: Self = Self {
+        buffer: BufferTime {
+            min: Duration::from_secs(10),
+            max: Duration::from_secs(30),
+        },
+        conflict_scope: ConflictScope::Partition,
+        latency: Duration::ZERO,
+        faults: super::faults::Faults::NONE,
+    };
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The emulator's settings.
@@ -145,7 +206,7 @@ pub struct Emulator {
 }
 
 /// BigQuery's streaming-buffer error text (error-messages page, `badRequest` row; see
-/// `shared/bigquery-facts.md` B1).
+/// `docs/bigquery-facts.md` B1).
 pub fn streaming_buffer_message(table: &TableRef) -> String {
     format!(
         "UPDATE or DELETE statement over table {table} would affect rows in the streaming buffer, which is not supported"

@@ -71,6 +71,16 @@ pub enum Fault {
 }
 
 impl Faults {
+    /// No faults (the default).
+    pub const NONE: Self = Self {
+        concurrent_dml: 0.0,
+        quota_exceeded: 0.0,
+        transient: 0.0,
+        lost_answer: 0.0,
+        latency: None,
+        seed: None,
+    };
+
     /// Whether anything is injected at all.
     pub fn is_none(&self) -> bool {
         self.concurrent_dml + self.quota_exceeded + self.transient + self.lost_answer == 0.0

@@ -30,8 +30,8 @@ fn tokens() -> Tokens {
 
 async fn secured(pool: PgPool, docs_public: bool) -> TestApp {
     spawn_app_with(pool, |s| {
-        s.access.tokens = tokens();
-        s.access.docs_public = docs_public;
+        s.http.access.tokens = tokens();
+        s.http.access.docs_public = docs_public;
     })
     .await
 }
@@ -172,7 +172,7 @@ async fn health_is_open_and_docs_follow_their_setting(pool: PgPool) {
 #[sqlx::test]
 async fn handlers_read_the_actor_the_middleware_recorded(pool: PgPool) {
     let mut settings = fast_settings(&pool);
-    settings.access.tokens = tokens();
+    settings.http.access.tokens = tokens();
     let app = App::build_with_store(settings, Store::new(pool))
         .await
         .unwrap();
@@ -202,8 +202,7 @@ async fn no_tokens_on_a_public_address_is_refused(pool: PgPool) {
     settings.listen = "0.0.0.0:0".parse().unwrap();
     let error = App::build_with_store(settings, Store::new(pool))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let message = error.to_string();
     assert!(
         message.contains("STREAMGUARD_ALLOW_ANONYMOUS") && message.contains("STREAMGUARD_TOKENS"),
@@ -214,7 +213,7 @@ async fn no_tokens_on_a_public_address_is_refused(pool: PgPool) {
 #[sqlx::test]
 async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: PgPool) {
     let app = spawn_app_with(pool, |s| {
-        s.access.tokens = Tokens::parse(
+        s.http.access.tokens = Tokens::parse(
             &format!("demo write,read {}", token_digest("demo-token")),
             "test",
         )
@@ -224,7 +223,7 @@ async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: P
         s.breaker.min_outcomes = u32::MAX;
     })
     .await;
-    let mut args = streamguard::demo::BackfillArgs {
+    let mut args = streamguard::cli::demo::BackfillArgs {
         url: app.base.clone(),
         games: 4,
         buffered: 2,
@@ -239,12 +238,12 @@ async fn the_demo_backfill_runs_against_a_secured_service_with_its_token(pool: P
         faults: None,
     };
     assert!(
-        streamguard::demo::run(&args, |_| {}).await.is_err(),
+        streamguard::cli::demo::run(&args, |_| {}).await.is_err(),
         "refused without a token"
     );
 
     args.token = Some("demo-token".into());
-    let report = streamguard::demo::run(&args, |_| {})
+    let report = streamguard::cli::demo::run(&args, |_| {})
         .await
         .expect("demo runs");
     assert_eq!(report.files, 4);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use streamguard::demo::{self, BackfillArgs};
+use streamguard::cli::demo::{self, BackfillArgs};
 
 use crate::helpers::spawn_app_with;
 

@@ -156,7 +156,7 @@ proptest! {
         let big = (i64::MAX as u128 + extra as u128).to_string();
         prop_assert!(check_number(&big).is_err());
         // -(i64::MAX + 1) is i64::MIN, the one negative that still fits.
-        let negative = format!("-{}", big);
+        let negative = format!("-{big}");
         prop_assert!(check_number(&negative).is_err() || extra == 1);
     }
 }

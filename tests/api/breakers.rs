@@ -56,10 +56,10 @@ async fn buffer_games(app: &TestApp, games: &[usize], buffer: &str) {
 /// unit (grouping is tested in `statements.rs`).
 fn tweak(open_for: Duration) -> impl Fn(&mut Settings) + Clone {
     move |s: &mut Settings| {
-        s.group_bounds = GroupBounds::SINGLE;
+        s.scheduler.bounds = GroupBounds::SINGLE;
         s.breaker.open_for = open_for;
         s.breaker.max_open_for = open_for;
-        s.breaker.probe_wait = s.lease;
+        s.breaker.probe_wait = s.scheduler.lease;
     }
 }
 
@@ -221,7 +221,7 @@ async fn killing_the_probing_replica_does_not_leave_the_breaker_stuck(pool: PgPo
         move |s: &mut Settings| {
             base(s);
             s.emulator.latency = Duration::from_millis(1500);
-            s.shutdown_timeout = Duration::ZERO; // stopping aborts the in-flight attempt
+            s.scheduler.shutdown_timeout = Duration::ZERO; // stopping aborts the in-flight attempt
         }
     };
     let a = spawn_app_with(pool.clone(), settings.clone()).await;
@@ -427,13 +427,13 @@ async fn operators_reset_force_open_and_disable_with_a_recorded_reason(pool: PgP
 async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
     let app = spawn_app_with(pool, |s| {
         // Unit by unit, so that the breaker opens while games are still waiting.
-        s.group_bounds = GroupBounds::SINGLE;
+        s.scheduler.bounds = GroupBounds::SINGLE;
         s.breaker.open_for = Duration::from_secs(2);
         s.breaker.max_open_for = Duration::from_secs(8);
-        s.breaker.probe_wait = s.lease;
+        s.breaker.probe_wait = s.scheduler.lease;
     })
     .await;
-    let args = streamguard::demo::BackfillArgs {
+    let args = streamguard::cli::demo::BackfillArgs {
         url: app.base.clone(),
         games: 20,
         buffered: 0,
@@ -447,7 +447,7 @@ async fn the_demo_with_a_high_conflict_share_trips_and_recovers(pool: PgPool) {
         token: None,
         faults: None,
     };
-    let report = streamguard::demo::run(&args, |_| {})
+    let report = streamguard::cli::demo::run(&args, |_| {})
         .await
         .expect("demo runs");
     assert_eq!(report.files, 20);

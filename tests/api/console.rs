@@ -234,7 +234,7 @@ async fn metrics_export_every_state_and_a_latency_histogram(pool: PgPool) {
 async fn the_console_page_needs_no_token_and_its_data_does(pool: PgPool) {
     let lines = format!("ops read,admin {}", token_digest("ops-token"));
     let app = spawn_app_with(pool, |s| {
-        s.access.tokens = Tokens::parse(&lines, "test").unwrap()
+        s.http.access.tokens = Tokens::parse(&lines, "test").unwrap()
     })
     .await;
     for (path, content_type, needle) in [

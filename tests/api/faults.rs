@@ -86,7 +86,7 @@ async fn a_quota_storm_slows_the_table_down_without_opening_the_breaker(pool: Pg
     // One key per statement, so the storm refuses many statements: more than enough
     // conflicts to open a breaker if quota answers counted as conflicts.
     let app = spawn_app_with(pool.clone(), |s| {
-        s.group_bounds = GroupBounds::SINGLE;
+        s.scheduler.bounds = GroupBounds::SINGLE;
     })
     .await;
     let path = format!("/emulator/tables/{TABLE}/faults");

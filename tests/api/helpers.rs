@@ -26,8 +26,8 @@ pub fn fast_settings(pool: &PgPool) -> Settings {
     let mut s = Settings::for_tests(&url);
     s.retry =
         streamguard::domain::RetryPolicy::new(vec![Duration::from_millis(300)], 20, 0.0).unwrap();
-    s.poll_interval = Duration::from_millis(50);
-    s.lease = Duration::from_secs(2);
+    s.scheduler.poll_interval = Duration::from_millis(50);
+    s.scheduler.lease = Duration::from_secs(2);
     s.emulator.buffer = streamguard::warehouse::emulator::BufferTime::fixed(Duration::from_secs(1));
     s
 }

@@ -271,7 +271,7 @@ async fn malformed_batches_name_row_and_column_and_change_nothing(pool: PgPool) 
 #[sqlx::test]
 async fn every_limit_is_configurable_and_named(pool: PgPool) {
     let app = spawn_app_with(pool, |s| {
-        s.max_body_bytes = 4096;
+        s.http.max_body_bytes = 4096;
         s.limits.max_rows = 3;
         s.limits.max_key_columns = 2;
         s.limits.max_row_bytes = 400;

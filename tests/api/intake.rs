@@ -23,7 +23,7 @@ async fn count(pool: &PgPool, table: &str) -> i64 {
 #[sqlx::test]
 async fn accepted_batch_answers_202_with_location_and_units(pool: PgPool) {
     // No scheduler: the answer shows the units as accepted, before any attempt.
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     let mut body = game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 3, "backfill");
     body["rows"].as_array_mut().unwrap().extend(
         game_batch(TABLE, "20260124_MIA_NYK", "2026-01-24", 2, "backfill")["rows"]
@@ -124,7 +124,7 @@ async fn same_idempotency_key_twice_at_once_makes_one_batch(pool: PgPool) {
 
 #[sqlx::test]
 async fn reused_idempotency_key_with_other_payload_is_422(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     let mut body = game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "backfill");
     body["idempotency_key"] = json!("k-1");
     let (first, original) = app.post_batch(&body, None).await;
@@ -146,8 +146,8 @@ async fn reused_idempotency_key_with_other_payload_is_422(pool: PgPool) {
 #[sqlx::test]
 async fn bad_input_is_a_clear_4xx_and_loses_nothing_accepted(pool: PgPool) {
     let app = spawn_app_with(pool, |s| {
-        s.scheduler = false;
-        s.max_body_bytes = 64 * 1024;
+        s.run_scheduler = false;
+        s.http.max_body_bytes = 64 * 1024;
     })
     .await;
     let (status, accepted) = app
@@ -238,7 +238,7 @@ async fn bad_input_is_a_clear_4xx_and_loses_nothing_accepted(pool: PgPool) {
 
 #[sqlx::test]
 async fn unknown_things_are_404_problems(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     for path in [
         "/v1/batches/6f1c6a4e-0000-4000-8000-000000000000",
         "/v1/batches/not-a-uuid",
@@ -256,7 +256,7 @@ async fn unknown_things_are_404_problems(pool: PgPool) {
 
 #[sqlx::test]
 async fn health_and_readiness(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     assert_eq!(
         app.get("/healthz").await,
         (StatusCode::OK, json!({"status": "ok"}))
@@ -280,7 +280,7 @@ async fn health_and_readiness(pool: PgPool) {
 
 #[sqlx::test]
 async fn metrics_count_the_shared_state_in_prometheus_text(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     app.post_batch(
         &game_batch(TABLE, "20260124_LAL_BOS", "2026-01-24", 2, "backfill"),
         None,

@@ -106,7 +106,7 @@ async fn a_listen_connection_killed_by_the_server_is_reestablished_and_counted(p
 
 #[sqlx::test]
 async fn a_replica_without_a_scheduler_says_so_and_stays_ready(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool, |s| s.run_scheduler = false).await;
     let l = listen(&app).await;
     assert_eq!(l["state"], "off", "{l}");
     assert!(metrics(&app)

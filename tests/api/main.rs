@@ -2,6 +2,9 @@
 //! Postgres database per test and the embedded emulator (or, in [`bigquery`], a local
 //! server playing BigQuery).
 
+// The helpers are `pub` for the test modules of this one binary.
+#![allow(unreachable_pub)]
+
 mod helpers;
 
 mod alerts;

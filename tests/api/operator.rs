@@ -502,3 +502,35 @@ async fn a_processor_outside_the_service_is_governed_by_its_breaker(pool: PgPool
     );
     app.stop().await;
 }
+
+/// A processor's hand-over is checked against the configured limits
+/// (`STREAMGUARD_MAX_ROWS` here), exactly as a batch is: over them, nothing is logged.
+#[sqlx::test]
+async fn configured_limits_apply_to_processor_reports(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.breaker.min_outcomes = u32::MAX;
+        s.limits.max_rows = 2;
+        s.limits.max_key_value_chars = 24;
+    })
+    .await;
+    let mut body = report("nbac_gamebook_processor", GAME, DATE);
+    body["rows"] = game_rows(GAME, DATE, 3, "processor");
+    let (status, r) = app.post("/v1/conflicts", &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(
+        (
+            r["errors"][0]["pointer"].as_str(),
+            r["errors"][0]["limit"].as_str()
+        ),
+        (Some("/rows"), Some("STREAMGUARD_MAX_ROWS")),
+        "{r}"
+    );
+    let (_, unresolved) = app.get("/v1/conflicts/unresolved").await;
+    assert_eq!(unresolved["conflicts"], json!([]), "nothing was logged");
+
+    body["rows"] = game_rows(GAME, DATE, 2, "processor");
+    let (status, r) = app.post("/v1/conflicts", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(r["taken_over"], true);
+    app.stop().await;
+}

@@ -20,7 +20,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 async fn app(pool: PgPool, scheduler: bool) -> TestApp {
     spawn_app_with(pool, |s| {
-        s.scheduler = scheduler;
+        s.run_scheduler = scheduler;
         s.breaker.min_outcomes = u32::MAX; // these tests are about ordering, not the breaker
     })
     .await

@@ -17,8 +17,8 @@ const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
 async fn a_waiting_request_does_not_outlast_the_shutdown_timeout(pool: PgPool) {
     let mut settings = fast_settings(&pool);
     // No scheduler: the batch's units are never attempted, so `?wait=` waits its full time.
-    settings.scheduler = false;
-    settings.shutdown_timeout = Duration::from_secs(1);
+    settings.run_scheduler = false;
+    settings.scheduler.shutdown_timeout = Duration::from_secs(1);
     let app = App::build_with_store(settings, Store::new(pool.clone()))
         .await
         .expect("app builds");

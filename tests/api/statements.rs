@@ -209,21 +209,18 @@ fn scheduler(pool: &PgPool) -> Scheduler {
         s.retry.clone(),
         SchedulerSettings {
             replica: "test".into(),
-            poll_interval: s.poll_interval,
-            lease: s.lease,
             concurrency: 1,
             max_per_table: 1,
             bounds: GroupBounds::DEFAULT,
             linger: Duration::ZERO,
-            statement_timeout: s.statement_timeout,
-            shutdown_timeout: s.shutdown_timeout,
+            ..s.scheduler.clone()
         },
     )
 }
 
 #[sqlx::test]
 async fn a_permanent_error_in_one_key_fails_that_key_alone(pool: PgPool) {
-    let app = spawn_app_with(pool.clone(), |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool.clone(), |s| s.run_scheduler = false).await;
     // The first write gives the table its schema (`points` INT64).
     app.insert_all(
         TABLE,
@@ -278,7 +275,7 @@ async fn a_statement_that_outlives_its_timeout_is_waited_for_and_never_overtaken
     // it, and lands after it.
     let app = spawn_app_with(pool, |s| {
         s.emulator.latency = Duration::from_millis(1500);
-        s.statement_timeout = Duration::from_millis(300);
+        s.scheduler.statement_timeout = Duration::from_millis(300);
     })
     .await;
     let game = vec![("20260124_LAL_BOS".to_owned(), "2026-01-24".to_owned())];
@@ -327,7 +324,7 @@ async fn a_statement_that_outlives_its_timeout_is_waited_for_and_never_overtaken
 async fn a_replica_stopped_after_sending_is_adopted_not_sent_again(pool: PgPool) {
     let slow = |s: &mut streamguard::config::Settings| {
         s.emulator.latency = Duration::from_millis(1500);
-        s.shutdown_timeout = Duration::ZERO; // stopping aborts the round in flight
+        s.scheduler.shutdown_timeout = Duration::ZERO; // stopping aborts the round in flight
     };
     let a = spawn_app_with(pool.clone(), slow).await;
     let game = vec![("20260124_LAL_BOS".to_owned(), "2026-01-24".to_owned())];
@@ -411,7 +408,7 @@ async fn after_a_half_open_probe_lands_the_units_claimed_with_it_follow_in_the_s
 async fn a_statement_that_landed_but_was_never_recorded_is_adopted(pool: PgPool) {
     // The replica died (or its recording failed) between the warehouse's answer and the
     // record: the statement is `done`, its unit still waits.
-    let app = spawn_app_with(pool.clone(), |s| s.scheduler = false).await;
+    let app = spawn_app_with(pool.clone(), |s| s.run_scheduler = false).await;
     let game = vec![("20260124_LAL_BOS".to_owned(), "2026-01-24".to_owned())];
     let (_, view) = app.post_batch(&batch(&game, "backfill"), None).await;
     let store = Store::new(pool.clone());

@@ -9,7 +9,7 @@ use super::values::Refusal;
 
 /// Parses `YYYY-[M]M-[D]D` at the start of `s` (a real calendar date, years 0001–9999);
 /// returns the rest.
-pub fn parse_date(s: &str) -> Option<&str> {
+pub(crate) fn parse_date(s: &str) -> Option<&str> {
     let (y, rest) = digits(s, 4, 4)?;
     let rest = rest.strip_prefix('-')?;
     let (m, rest) = digits(rest, 1, 2)?;
@@ -20,7 +20,7 @@ pub fn parse_date(s: &str) -> Option<&str> {
 
 /// Parses `[H]H:[M]M:[S]S[.F]` at the start of `s`; returns the rest and the number of
 /// fractional digits.
-pub fn parse_time(s: &str) -> Option<(&str, usize)> {
+pub(crate) fn parse_time(s: &str) -> Option<(&str, usize)> {
     let (h, rest) = digits(s, 1, 2)?;
     let rest = rest.strip_prefix(':')?;
     let (m, rest) = digits(rest, 1, 2)?;

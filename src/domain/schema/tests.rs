@@ -1,7 +1,7 @@
 //! Tests of the schema module's JSON form, declared-schema rules, row and batch checks and
 //! inference (the per-type rules are in `value_tests.rs`). Sources: the data-types page
 //! (<https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types>), the
-//! `tables` REST reference, `shared/bigquery-facts.md`, and GoogleSQL's messages as
+//! `tables` REST reference, `docs/bigquery-facts.md`, and GoogleSQL's messages as
 //! ZetaSQL evaluates the casts (see `values.rs`).
 
 use serde_json::{json, Value};

@@ -176,6 +176,13 @@ impl Authenticator for Yup {
 #[derive(Clone)]
 pub struct FixedToken(pub String);
 
+impl std::fmt::Debug for FixedToken {
+    /// The token itself is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FixedToken(..)")
+    }
+}
+
 #[async_trait]
 impl Authenticator for FixedToken {
     async fn access_token(&self) -> Result<String, BQError> {

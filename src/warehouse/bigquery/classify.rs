@@ -4,7 +4,7 @@
 //! [`classify`] turns it into a [`Classified`]: a `duplicate` job (look it up) or a
 //! classified [`Error`]. Nothing else in the adapter looks at error text.
 //!
-//! Order matters (`shared/bigquery-facts.md`, "Design implications" 3, and B1, B6, B7): the
+//! Order matters (`docs/bigquery-facts.md`, "Design implications" 3, and B1, B6, B7): the
 //! message first (BigQuery files the streaming-buffer and concurrency refusals under the
 //! generic reason `invalidQuery`), then the reason, then the HTTP code. A body that cannot
 //! be decoded (an HTML 502 from a proxy, a JSON body of another shape) is transient: the

@@ -10,7 +10,7 @@
 //! Every failure is classified in one place ([`classify`]). DML does not pass through the
 //! streaming buffer, so the service never creates the conflicts it retries.
 //!
-//! Facts relied on are in `shared/bigquery-facts.md` (cited by section, e.g. "A3").
+//! Facts relied on are in `docs/bigquery-facts.md` (cited by section, e.g. "A3").
 
 pub mod auth;
 pub mod check;
@@ -40,6 +40,14 @@ use crate::domain::{TableRef, TableSchema};
 
 /// BigQuery's REST endpoint (the crate's default, bigquery-facts A2).
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com/bigquery/v2";
+
+/// Timeout of each BigQuery HTTP request, unless set (`STREAMGUARD_BIGQUERY_TIMEOUT`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect timeout of BigQuery HTTP requests, unless set
+/// (`STREAMGUARD_BIGQUERY_CONNECT_TIMEOUT`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one job, unless set (`STREAMGUARD_BIGQUERY_JOB_TIMEOUT`).
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long a `/readyz` probe result is reused before BigQuery is asked again.
 const READINESS_TTL: Duration = Duration::from_secs(30);
@@ -75,6 +83,15 @@ pub struct BigQuery {
     schemas: SchemaCache,
     definitions: SchemaCache<TableSchema>,
     readiness: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl std::fmt::Debug for BigQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQuery")
+            .field("settings", &self.settings)
+            .field("rest", &self.rest)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BigQuery {

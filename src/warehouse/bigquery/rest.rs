@@ -36,6 +36,14 @@ pub struct Rest {
     base: String,
 }
 
+impl std::fmt::Debug for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rest")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Rest {
     /// A client for `base` (no trailing slash) with the given timeouts.
     ///

@@ -1,6 +1,6 @@
-//! The replace statement: one `MERGE … ON FALSE`, atomic on its own (DESIGN.md, "The
-//! warehouse seam"; the form dbt-bigquery uses for `insert_overwrite`, bigquery-facts
-//! "Design implications"):
+//! The replace statement: one `MERGE … ON FALSE`, atomic on its own
+//! (`docs/architecture.md`, "Why the replace is one `MERGE … ON FALSE`"; the form
+//! dbt-bigquery uses for `insert_overwrite`, bigquery-facts "Design implications"):
 //!
 //! ```sql
 //! MERGE `p.d.t` AS sg_target

@@ -14,6 +14,10 @@
 //! `--faults` makes the emulator refuse or lose some of the run's statements (BigQuery's
 //! concurrent-update, rate-limit and backend errors, answers lost after the write landed)
 //! and adds latency; the final table still has every game exactly once.
+//!
+//! Why it is long (about 700 lines): it is one client program read top to bottom — the
+//! fixtures (games, box scores), the driver, the follower that outlives a service restart
+//! ([`Reach`]) and the final report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -577,6 +581,7 @@ fn check_table(body: &Value, games: &[Game], players: usize) -> (usize, usize) {
 
 /// GETs that outlast a service restart: a refused or broken connection is "service
 /// unreachable" (said once per outage), retried every second until `deadline`.
+#[derive(Debug)]
 pub struct Reach<'a> {
     http: &'a reqwest::Client,
     deadline: Instant,
