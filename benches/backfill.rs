@@ -113,12 +113,21 @@ impl Service {
 
     /// Waits until at least `n` units outside `except` are loaded; the time it took from
     /// `since`.
-    async fn until(&self, except: &[i32], n: i64, since: Instant, limit: Duration) -> anyhow::Result<Duration> {
+    async fn until(
+        &self,
+        except: &[i32],
+        n: i64,
+        since: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
         loop {
             if self.loaded(except).await? >= n {
                 return Ok(since.elapsed());
             }
-            anyhow::ensure!(since.elapsed() < limit, "gave up after {limit:?}: fewer than {n} units loaded");
+            anyhow::ensure!(
+                since.elapsed() < limit,
+                "gave up after {limit:?}: fewer than {n} units loaded"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -132,7 +141,8 @@ impl Service {
 }
 
 fn date(partition: usize) -> String {
-    let d = chrono::NaiveDate::from_ymd_opt(2025, 10, 21).expect("valid") + chrono::Days::new(partition as u64);
+    let d = chrono::NaiveDate::from_ymd_opt(2025, 10, 21).expect("valid")
+        + chrono::Days::new(partition as u64);
     d.format("%Y-%m-%d").to_string()
 }
 
@@ -150,7 +160,12 @@ fn game(key: usize, partition: usize) -> Value {
 }
 
 /// Posts every key (date order, `posters` in flight); returns when the last POST answered.
-async fn post_all(service: &Arc<Service>, keys: usize, partitions: usize, posters: usize) -> anyhow::Result<()> {
+async fn post_all(
+    service: &Arc<Service>,
+    keys: usize,
+    partitions: usize,
+    posters: usize,
+) -> anyhow::Result<()> {
     let per_partition = keys.div_ceil(partitions);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -162,7 +177,9 @@ async fn post_all(service: &Arc<Service>, keys: usize, partitions: usize, poster
                 if key >= keys {
                     return anyhow::Ok(());
                 }
-                service.post("/v1/batches", &game(key, key / per_partition)).await?;
+                service
+                    .post("/v1/batches", &game(key, key / per_partition))
+                    .await?;
             }
         });
     }
@@ -174,22 +191,39 @@ async fn post_all(service: &Arc<Service>, keys: usize, partitions: usize, poster
 
 const STATEMENTS: &str = "select count(*) from statements";
 
-async fn scenario_a(server: &str, keys: usize, partitions: usize, posters: usize, latency: Duration) -> anyhow::Result<()> {
+async fn scenario_a(
+    server: &str,
+    keys: usize,
+    partitions: usize,
+    posters: usize,
+    latency: Duration,
+) -> anyhow::Result<()> {
     let service = Arc::new(Service::start(server, "a", latency).await?);
     let load = load1();
     let started = Instant::now();
     post_all(&service, keys, partitions, posters).await?;
     let posted = started.elapsed();
-    let landed = service.until(&[], keys as i64, started, Duration::from_secs(3_600)).await?;
+    let landed = service
+        .until(&[], keys as i64, started, Duration::from_secs(3_600))
+        .await?;
     let statements = service.count(STATEMENTS).await?;
     println!(
         "(a) no buffer: {keys} keys posted in {posted:.1?}, all landed {landed:.1?} after the first POST (target <= 2 min); {statements} statements = {:.4} per key (target <= 0.02); load1 {load}",
         statements as f64 / keys as f64
     );
-    Arc::try_unwrap(service).map_err(|_| anyhow::anyhow!("service still shared"))?.stop().await
+    Arc::try_unwrap(service)
+        .map_err(|_| anyhow::anyhow!("service still shared"))?
+        .stop()
+        .await
 }
 
-async fn scenario_b(server: &str, keys: usize, partitions: usize, posters: usize, latency: Duration) -> anyhow::Result<()> {
+async fn scenario_b(
+    server: &str,
+    keys: usize,
+    partitions: usize,
+    posters: usize,
+    latency: Duration,
+) -> anyhow::Result<()> {
     let buffer: String = env("BACKFILL_BUFFER", "120s".to_owned());
     let service = Arc::new(Service::start(server, "b", latency).await?);
     let load = load1();
@@ -198,7 +232,10 @@ async fn scenario_b(server: &str, keys: usize, partitions: usize, posters: usize
     for &p in &blocked {
         let row = json!([{"game_id": format!("streamed_{p}"), "game_date": date(p), "player_lookup": "live", "points": 0}]);
         service
-            .post(&format!("/emulator/tables/{TABLE}/insertAll"), &json!({"rows": row, "buffer": buffer}))
+            .post(
+                &format!("/emulator/tables/{TABLE}/insertAll"),
+                &json!({"rows": row, "buffer": buffer}),
+            )
             .await?;
     }
     let blocked_keys = (0..keys).filter(|k| (k / per_partition) % 5 == 0).count();
@@ -208,9 +245,13 @@ async fn scenario_b(server: &str, keys: usize, partitions: usize, posters: usize
     let last_post = Instant::now();
     let posted = started.elapsed();
     let except: Vec<i32> = blocked.iter().map(|&p| p as i32).collect();
-    let clear_landed = service.until(&except, clear, last_post, Duration::from_secs(3_600)).await?;
+    let clear_landed = service
+        .until(&except, clear, last_post, Duration::from_secs(3_600))
+        .await?;
     let statements_clear = service.count(STATEMENTS).await?;
-    let all_landed = service.until(&[], keys as i64, last_post, Duration::from_secs(3_600)).await?;
+    let all_landed = service
+        .until(&[], keys as i64, last_post, Duration::from_secs(3_600))
+        .await?;
     let statements = service.count(STATEMENTS).await?;
     // Every key exactly once: 5 rows per posted key, and the streamed rows untouched.
     let r = service
@@ -223,16 +264,23 @@ async fn scenario_b(server: &str, keys: usize, partitions: usize, posters: usize
     let rows = r["rows"].as_array().cloned().unwrap_or_default();
     let mut per_key = std::collections::BTreeMap::<String, usize>::new();
     for row in &rows {
-        *per_key.entry(row["data"]["game_id"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        *per_key
+            .entry(row["data"]["game_id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
     }
-    let exact = (0..keys).filter(|k| per_key.get(&format!("g{k:05}")) == Some(&5)).count();
+    let exact = (0..keys)
+        .filter(|k| per_key.get(&format!("g{k:05}")) == Some(&5))
+        .count();
     let extra = per_key.keys().filter(|k| k.starts_with('g')).count() - exact;
     println!(
         "(b) {} of {partitions} partitions buffered for {buffer}: {keys} keys posted in {posted:.1?}; the {clear} others landed {clear_landed:.1?} after the last POST (target <= 3 min, {statements_clear} statements by then); all landed {all_landed:.1?} after it; {exact} of {keys} keys exactly once (5 rows), {extra} keys wrong; {statements} statements = {:.4} per key (target <= 0.1); load1 {load}",
         blocked.len(),
         statements as f64 / keys as f64
     );
-    Arc::try_unwrap(service).map_err(|_| anyhow::anyhow!("service still shared"))?.stop().await
+    Arc::try_unwrap(service)
+        .map_err(|_| anyhow::anyhow!("service still shared"))?
+        .stop()
+        .await
 }
 
 async fn scenario_c(server: &str, latency: Duration) -> anyhow::Result<()> {
@@ -252,7 +300,10 @@ async fn scenario_c(server: &str, latency: Duration) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server: String = env("BACKFILL_PG", "postgres://postgres@127.0.0.1:5432".to_owned());
+    let server: String = env(
+        "BACKFILL_PG",
+        "postgres://postgres@127.0.0.1:5432".to_owned(),
+    );
     let keys: usize = env("BACKFILL_KEYS", 2_000);
     let partitions: usize = env("BACKFILL_PARTITIONS", 100);
     let posters: usize = env("BACKFILL_POSTERS", 8);

@@ -145,7 +145,9 @@ async fn run(server: &str, r: Run) -> anyhow::Result<Figures> {
         while g < per_table {
             let n = (per_table - g).min(5_000);
             let rows: Vec<Value> = (g..g + n)
-                .map(|i| json!({"game_id": format!("g{i}"), "game_date": "2026-01-24", "points": i}))
+                .map(
+                    |i| json!({"game_id": format!("g{i}"), "game_date": "2026-01-24", "points": i}),
+                )
                 .collect();
             let request: BatchRequest = serde_json::from_value(json!({
                 "processor_name": "bench",
@@ -166,6 +168,10 @@ async fn run(server: &str, r: Run) -> anyhow::Result<Figures> {
     let total = per_table * r.tables;
     let intake_per_s = total as f64 / started.elapsed().as_secs_f64();
 
+    // Planner statistics for the bulk-inserted tables, as autovacuum would have them in
+    // a service that runs for longer than a benchmark (without them the claim's plan
+    // over 20,000 fresh rows is a nested scan that takes tens of seconds).
+    sqlx::query("analyze").execute(store.pool()).await?;
     sqlx::query("checkpoint").execute(store.pool()).await?;
     let lsn = || async {
         let l: i64 = sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
@@ -289,18 +295,32 @@ fn best_peers(path: &str) -> Vec<(String, String, f64)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = std::env::var("BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329".into());
+    let server =
+        std::env::var("BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329".into());
     let units = env_usize("BENCH_UNITS", 5_000);
     let claimers = env_usize("BENCH_CLAIMERS", 4);
     let groups_per_claim = env_usize("BENCH_GROUPS_PER_CLAIM", 8) as u32;
     let max_per_table = env_usize("BENCH_MAX_PER_TABLE", 1_000) as u32;
-    let peers = std::env::var("BENCH_PEERS").ok().map(|p| best_peers(&p)).unwrap_or_default();
+    let peers = std::env::var("BENCH_PEERS")
+        .ok()
+        .map(|p| best_peers(&p))
+        .unwrap_or_default();
     for (ack, name, rate) in &peers {
         println!("best peer, {ack}: {name} = {rate:.0} jobs/s");
     }
     println!(
         "{:<8} {:>6} {:>8} {:>8} {:>10} {:>9} {:>10} {:>11} {:>7} {:>9} {:>6}",
-        "mode", "tables", "replicas", "units", "units/s", "vs peer", "WAL B/unit", "dead tuples", "stmts", "intake/s", "load1"
+        "mode",
+        "tables",
+        "replicas",
+        "units",
+        "units/s",
+        "vs peer",
+        "WAL B/unit",
+        "dead tuples",
+        "stmts",
+        "intake/s",
+        "load1"
     );
     for mode in env_list("BENCH_MODES", "single,grouped") {
         for tables in env_list("BENCH_TABLES", "1,200") {
@@ -316,14 +336,23 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let f = run(&server, r).await?;
                 let ack = if r.grouped { "batched" } else { "per_job" };
-                let ratio = peers
-                    .iter()
-                    .find(|p| p.0 == ack)
-                    .map_or_else(|| "-".to_owned(), |p| format!("{:.2}x", f.units_per_s / p.2));
+                let ratio = peers.iter().find(|p| p.0 == ack).map_or_else(
+                    || "-".to_owned(),
+                    |p| format!("{:.2}x", f.units_per_s / p.2),
+                );
                 println!(
                     "{:<8} {:>6} {:>8} {:>8} {:>10.0} {:>9} {:>10.0} {:>11} {:>7} {:>9.0} {:>6.2}",
-                    mode, r.tables, r.replicas, f.attempts, f.units_per_s, ratio, f.wal_per_unit,
-                    f.dead_tuples, f.statements, f.intake_per_s, f.load1
+                    mode,
+                    r.tables,
+                    r.replicas,
+                    f.attempts,
+                    f.units_per_s,
+                    ratio,
+                    f.wal_per_unit,
+                    f.dead_tuples,
+                    f.statements,
+                    f.intake_per_s,
+                    f.load1
                 );
             }
         }
