@@ -2,8 +2,15 @@
 //! transaction, each fenced on its claim, following the lifecycle decided in
 //! [`crate::domain::lifecycle::decide`] — the unit, its job, its conflict, the alert, the
 //! breaker's count and the attempt row move together or not at all.
+//!
+//! The recording is set-based where it can be: the statement's units and jobs are locked
+//! (and the fences checked) in two statements, and the units' new states, the jobs'
+//! completions or new run times and the attempt rows are written in one statement each at
+//! the end; what varies per unit (the breaker's count, a conflict, an alert) stays per unit.
 
-use chrono::NaiveDate;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -59,15 +66,52 @@ impl Store {
     ) -> Result<Vec<Recorded>, Error> {
         let mut tx = self.pool.begin().await?;
         // Lock order everywhere: write_units, then jobs (intake's supersession does the
-        // same), and units by id, so concurrent recordings and intake cannot deadlock.
+        // same), each by id, so concurrent recordings and intake cannot deadlock. Both
+        // are locked set-based: every unit of the statement, then every job still held by
+        // its claim (the fence), in two statements whatever the statement's size.
+        let unit_ids: Vec<Uuid> = units.iter().map(|u| u.job.unit_id).collect();
+        let locked: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(
+            "select unit_id, state, conflict_id from write_units where unit_id = any($1)
+             order by unit_id for update",
+        )
+        .bind(&unit_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let job_ids: Vec<i64> = units.iter().map(|u| u.job.job_id).collect();
+        let claims: Vec<i32> = units.iter().map(|u| u.job.attempt).collect();
+        let fenced: HashSet<i64> = sqlx::query_scalar(
+            "select j.job_id from jobs j join unnest($1::bigint[], $2::int[]) as c(job_id, attempt)
+                 on j.job_id = c.job_id and j.attempt = c.attempt
+             where j.state = 'running' order by j.job_id for update of j",
+        )
+        .bind(&job_ids)
+        .bind(&claims)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let locked: HashMap<Uuid, (String, Option<Uuid>)> = locked
+            .into_iter()
+            .map(|(id, state, conflict)| (id, (state, conflict)))
+            .collect();
         let mut order: Vec<usize> = (0..units.len()).collect();
         order.sort_by_key(|&i| units[i].job.unit_id);
+        let mut writes = Writes::default();
         let mut recorded = vec![Recorded::LeaseLost; units.len()];
         for i in order {
+            let Some((state, conflict_id)) = locked.get(&units[i].job.unit_id) else {
+                return Err(Error::Database(sqlx::Error::RowNotFound));
+            };
+            let current = Current {
+                state,
+                conflict_id: *conflict_id,
+                fenced: fenced.contains(&units[i].job.job_id),
+            };
             recorded[i] = self
-                .record_unit(&mut tx, &units[i], statement, log, forced)
+                .record_unit(&mut tx, &units[i], current, forced, &mut writes)
                 .await?;
         }
+        writes.apply(&mut tx, statement, log).await?;
         tx.commit().await?;
         Ok(recorded)
     }
@@ -76,25 +120,13 @@ impl Store {
         &self,
         tx: &mut sqlx::PgConnection,
         unit: &UnitVerdict<'_>,
-        statement: Option<(i64, &str)>,
-        log: &AttemptLog,
+        current: Current<'_>,
         forced: bool,
+        writes: &mut Writes,
     ) -> Result<Recorded, Error> {
         let (job, verdict) = (unit.job, &unit.verdict);
-        let (state, conflict_id): (String, Option<Uuid>) = sqlx::query_as(
-            "select state, conflict_id from write_units where unit_id = $1 for update",
-        )
-        .bind(job.unit_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let fenced: Option<i64> = sqlx::query_scalar(
-            "select job_id from jobs where job_id = $1 and attempt = $2 and state = 'running' for update",
-        )
-        .bind(job.job_id)
-        .bind(job.attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if fenced.is_none() {
+        let (state, conflict_id) = (current.state, current.conflict_id);
+        if !current.fenced {
             if matches!(verdict, Verdict::Loaded { .. }) {
                 heal_after_stale_write(tx, job).await?;
             }
@@ -106,7 +138,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let current = UnitState::parse(&state).unwrap_or(UnitState::Pending);
+        let current = UnitState::parse(state).unwrap_or(UnitState::Pending);
         let decision = decide(current, conflict_id.is_some(), verdict, forced);
         let scope = self
             .config
@@ -124,8 +156,6 @@ impl Store {
             job,
             decision: &decision,
             verdict,
-            statement,
-            log,
         };
         if matches!(current, UnitState::Superseded | UnitState::Cancelled) {
             if !matches!(job.state.as_str(), "superseded" | "cancelled") {
@@ -145,8 +175,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            complete_job(tx, job.job_id).await?;
-            attempt.insert(tx, conflict_id).await?;
+            writes.completed.push(job.job_id);
+            writes.attempt(&attempt, conflict_id);
             return Ok(Recorded::Superseded);
         }
         let conflict_id = match decision.conflict {
@@ -173,32 +203,17 @@ impl Store {
             JobStep::RunAt(at) => Some(at),
             JobStep::Complete => None,
         };
-        sqlx::query(
-            "update write_units set state = $2, attempts = $3, next_attempt_at = $4, error = $5,
-                    conflict_id = $6, updated_at = now(),
-                    loaded_at = case when $2 = 'loaded' then now() else loaded_at end
-             where unit_id = $1",
-        )
-        .bind(job.unit_id)
-        .bind(decision.state.as_str())
-        .bind(job.attempt)
-        .bind(next_attempt_at)
-        .bind(verdict.message())
-        .bind(conflict_id)
-        .execute(&mut *tx)
-        .await?;
+        writes.units.push(UnitWrite {
+            unit_id: job.unit_id,
+            state: decision.state.as_str(),
+            attempts: job.attempt,
+            next_attempt_at,
+            error: verdict.message().map(str::to_owned),
+            conflict_id,
+        });
         match decision.job {
-            JobStep::Complete => complete_job(tx, job.job_id).await?,
-            JobStep::RunAt(at) => {
-                sqlx::query(
-                    "update jobs set state = 'available', run_at = $2, lease_expires_at = null, locked_by = null,
-                            group_id = null, updated_at = now() where job_id = $1",
-                )
-                .bind(job.job_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
+            JobStep::Complete => writes.completed.push(job.job_id),
+            JobStep::RunAt(at) => writes.rescheduled.push((job.job_id, at)),
         }
         if let Some(kind) = decision.alert {
             let message = verdict.message().unwrap_or_default();
@@ -228,27 +243,58 @@ impl Store {
             )
             .await?;
         }
-        attempt.insert(tx, conflict_id).await?;
+        writes.attempt(&attempt, conflict_id);
         Ok(Recorded::Applied(decision.state.as_str()))
     }
 }
 
-/// The attempt row of one verdict.
-struct AttemptRow<'a> {
-    job: &'a ClaimedJob,
-    decision: &'a Decision,
-    verdict: &'a Verdict,
-    statement: Option<(i64, &'a str)>,
-    log: &'a AttemptLog,
+/// A unit's row as locked by the recording: its state, its open conflict, and whether its
+/// job is still held by the claim being recorded (the fence).
+struct Current<'a> {
+    state: &'a str,
+    conflict_id: Option<Uuid>,
+    fenced: bool,
 }
 
-impl AttemptRow<'_> {
-    async fn insert(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        conflict_id: Option<Uuid>,
-    ) -> Result<(), Error> {
-        let retry = match (self.verdict, self.decision.outcome) {
+/// A unit's new state, written with the others of its statement in one `update`.
+struct UnitWrite {
+    unit_id: Uuid,
+    state: &'static str,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    conflict_id: Option<Uuid>,
+}
+
+/// The rows one recording writes for all of its units, applied set-based at its end (one
+/// statement each for the units, the completed jobs, the rescheduled jobs and the attempt
+/// rows) instead of one statement per unit each. The units and jobs are locked already;
+/// what each unit's decision wrote meanwhile (conflicts, alerts, the breaker's outcomes)
+/// never reads these rows.
+#[derive(Default)]
+struct Writes {
+    units: Vec<UnitWrite>,
+    completed: Vec<i64>,
+    rescheduled: Vec<(i64, DateTime<Utc>)>,
+    attempts: Vec<AttemptValues>,
+}
+
+/// The per-unit columns of an attempt row; the statement, replica and times are the
+/// recording's.
+struct AttemptValues {
+    unit_id: Uuid,
+    attempt: i32,
+    conflict_id: Option<Uuid>,
+    outcome: &'static str,
+    error_class: Option<&'static str>,
+    error_message: Option<String>,
+    delay_seconds: Option<i32>,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Writes {
+    fn attempt(&mut self, row: &AttemptRow<'_>, conflict_id: Option<Uuid>) {
+        let retry = match (row.verdict, row.decision.outcome) {
             (
                 Verdict::Retry {
                     at, delay_seconds, ..
@@ -257,29 +303,102 @@ impl AttemptRow<'_> {
             ) if o != AttemptOutcome::Superseded => Some((*at, *delay_seconds)),
             _ => None,
         };
-        sqlx::query(
-            "insert into attempts (unit_id, attempt, conflict_id, outcome, error_class, error_message, delay_seconds,
-                                   next_attempt_at, warehouse_job_id, statement_id, replica, started_at, finished_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             on conflict on constraint attempts_unit_attempt_unique do nothing",
-        )
-        .bind(self.job.unit_id)
-        .bind(self.job.attempt)
-        .bind(conflict_id)
-        .bind(self.decision.outcome.as_str())
-        .bind(self.verdict.class().map(|c| c.as_str()))
-        .bind(self.verdict.message())
-        .bind(retry.map(|r| r.1))
-        .bind(retry.map(|r| r.0))
-        .bind(self.statement.map(|s| s.1))
-        .bind(self.statement.map(|s| s.0))
-        .bind(&self.log.replica)
-        .bind(self.log.started_at)
-        .bind(self.log.finished_at)
-        .execute(tx)
-        .await?;
+        self.attempts.push(AttemptValues {
+            unit_id: row.job.unit_id,
+            attempt: row.job.attempt,
+            conflict_id,
+            outcome: row.decision.outcome.as_str(),
+            error_class: row.verdict.class().map(|c| c.as_str()),
+            error_message: row.verdict.message().map(str::to_owned),
+            delay_seconds: retry.map(|r| r.1),
+            next_attempt_at: retry.map(|r| r.0),
+        });
+    }
+
+    async fn apply(
+        self,
+        tx: &mut sqlx::PgConnection,
+        statement: Option<(i64, &str)>,
+        log: &AttemptLog,
+    ) -> Result<(), Error> {
+        if !self.units.is_empty() {
+            let u = &self.units;
+            sqlx::query(
+                "update write_units w set state = c.state, attempts = c.attempts, next_attempt_at = c.next_attempt_at,
+                        error = c.error, conflict_id = c.conflict_id, updated_at = now(),
+                        loaded_at = case when c.state = 'loaded' then now() else w.loaded_at end
+                 from unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::uuid[])
+                      as c(unit_id, state, attempts, next_attempt_at, error, conflict_id)
+                 where w.unit_id = c.unit_id",
+            )
+            .bind(u.iter().map(|w| w.unit_id).collect::<Vec<_>>())
+            .bind(u.iter().map(|w| w.state).collect::<Vec<_>>())
+            .bind(u.iter().map(|w| w.attempts).collect::<Vec<_>>())
+            .bind(u.iter().map(|w| w.next_attempt_at).collect::<Vec<_>>())
+            .bind(u.iter().map(|w| w.error.clone()).collect::<Vec<_>>())
+            .bind(u.iter().map(|w| w.conflict_id).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.completed.is_empty() {
+            sqlx::query(
+                "update jobs set state = 'completed', completed_at = now(), lease_expires_at = null, group_id = null,
+                        updated_at = now()
+                 where job_id = any($1)",
+            )
+            .bind(&self.completed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.rescheduled.is_empty() {
+            sqlx::query(
+                "update jobs j set state = 'available', run_at = c.run_at, lease_expires_at = null, locked_by = null,
+                        group_id = null, updated_at = now()
+                 from unnest($1::bigint[], $2::timestamptz[]) as c(job_id, run_at)
+                 where j.job_id = c.job_id",
+            )
+            .bind(self.rescheduled.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(self.rescheduled.iter().map(|r| r.1).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.attempts.is_empty() {
+            let a = &self.attempts;
+            sqlx::query(
+                "insert into attempts (unit_id, attempt, conflict_id, outcome, error_class, error_message, delay_seconds,
+                                       next_attempt_at, warehouse_job_id, statement_id, replica, started_at, finished_at)
+                 select c.unit_id, c.attempt, c.conflict_id, c.outcome, c.error_class, c.error_message, c.delay_seconds,
+                        c.next_attempt_at, $9, $10, $11, $12, $13
+                 from unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[],
+                             $8::timestamptz[])
+                      as c(unit_id, attempt, conflict_id, outcome, error_class, error_message, delay_seconds, next_attempt_at)
+                 on conflict on constraint attempts_unit_attempt_unique do nothing",
+            )
+            .bind(a.iter().map(|r| r.unit_id).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.attempt).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.conflict_id).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.outcome).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.error_class).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.delay_seconds).collect::<Vec<_>>())
+            .bind(a.iter().map(|r| r.next_attempt_at).collect::<Vec<_>>())
+            .bind(statement.map(|s| s.1))
+            .bind(statement.map(|s| s.0))
+            .bind(&log.replica)
+            .bind(log.started_at)
+            .bind(log.finished_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         Ok(())
     }
+}
+
+/// The attempt row of one verdict.
+struct AttemptRow<'a> {
+    job: &'a ClaimedJob,
+    decision: &'a Decision,
+    verdict: &'a Verdict,
 }
 
 /// A replace landed after its claim was lost: a stalled replica's late write, which may
@@ -313,18 +432,6 @@ async fn heal_after_stale_write(
             "an attempt whose lease was lost wrote to the warehouse; re-applying the newest unit of its key"
         );
     }
-    Ok(())
-}
-
-async fn complete_job(tx: &mut sqlx::PgConnection, job_id: i64) -> Result<(), Error> {
-    sqlx::query(
-        "update jobs set state = 'completed', completed_at = now(), lease_expires_at = null, group_id = null,
-                updated_at = now()
-         where job_id = $1",
-    )
-    .bind(job_id)
-    .execute(tx)
-    .await?;
     Ok(())
 }
 
