@@ -67,8 +67,8 @@ impl Service {
         Postgres::create_database(&url).await?;
         let mut settings = Settings::for_tests(&url);
         settings.emulator.latency = latency;
-        let linger = settings.linger;
-        let store = Store::connect(&url, settings.concurrency + 10).await?;
+        let linger = settings.scheduler.linger;
+        let store = Store::connect(&url, settings.scheduler.concurrency + 10).await?;
         let app = App::build_with_store(settings, store.clone()).await?;
         let base = format!("http://{}", app.address());
         let shutdown = CancellationToken::new();

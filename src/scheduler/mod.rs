@@ -201,6 +201,7 @@ impl Scheduler {
         let mut tasks = JoinSet::new();
         tracing::info!(replica = %self.settings.replica, warehouse = self.warehouse.kind(), "scheduler started");
         let mut last_sweep = tokio::time::Instant::now();
+        let mut notified = false;
         while !shutdown.is_cancelled() {
             if listener.is_none() {
                 // Lost or never made: try again once per wake-up, outside the select so
@@ -217,10 +218,12 @@ impl Scheduler {
             }
             let free = permits.available_permits() as u32;
             let mut claimed_all = false;
+            let mut claimed_none = false;
             if free > 0 {
                 match self.claim(free, self.settings.linger).await {
                     Ok(groups) => {
                         claimed_all = groups.len() as u32 == free;
+                        claimed_none = groups.is_empty();
                         for group in groups {
                             let permit = permits
                                 .clone()
@@ -240,17 +243,25 @@ impl Scheduler {
             if claimed_all {
                 continue; // more may be due right now
             }
+            // Woken by new jobs that were still lingering: look again when the linger is
+            // over, not a whole poll interval later.
+            let wait = if std::mem::take(&mut notified) && claimed_none {
+                self.settings.linger.min(self.settings.poll_interval)
+            } else {
+                self.settings.poll_interval
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 notification = recv(&mut listener, &self.listen) => {
+                    notified = notification.is_ok();
                     if let Err(e) = notification {
                         tracing::warn!(error = %e, "LISTEN connection failed; polling only until it reconnects on a later wake-up");
                         self.listen.reconnecting();
                         tokio::time::sleep(self.settings.poll_interval).await;
                     }
                 }
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         let in_flight = tasks.len();
