@@ -148,7 +148,7 @@ impl std::fmt::Display for Report {
                 self.deferred.to_string(),
             ),
             (
-                "    of which landed by a retry",
+                "    of which landed after waiting",
                 self.resolved_by_retry.to_string(),
             ),
             (

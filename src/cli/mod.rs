@@ -65,7 +65,7 @@ pub struct HealthcheckArgs {
 pub enum BigqueryCommand {
     /// Checks the credentials, the project and (with `--table`) that the table exists and
     /// is writable, with dry runs only; prints what is wrong in plain words. Exits 1 when
-    /// something is.
+    /// something is wrong.
     Check(bigquery::CheckArgs),
 }
 

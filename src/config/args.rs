@@ -103,7 +103,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STREAMGUARD_RETRY_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS, value_parser = Integer::new(1u32, 1000))]
     pub retry_max_attempts: u32,
 
-    /// Jitter fraction in [0, 1): each delay is multiplied by a factor in [1-j, 1+j]; 0 disables.
+    /// Jitter fraction in [0, 1): each delay is multiplied by a factor in [1, 1+j] (spread upward, never early); 0 disables.
     #[arg(long, env = "STREAMGUARD_RETRY_JITTER", default_value_t = DEFAULT_JITTER, value_parser = Fraction)]
     pub retry_jitter: f64,
 

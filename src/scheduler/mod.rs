@@ -19,6 +19,7 @@
 //! before another statement touches its keys.
 
 mod group;
+mod land;
 pub mod listen;
 
 pub use group::{Settled, MAX_STATEMENTS_PER_ROUND};

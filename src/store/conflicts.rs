@@ -123,7 +123,7 @@ pub struct AttemptRow {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
-    /// `loaded`, `conflict`, `transient`, `failed`.
+    /// `loaded`, `conflict`, `transient`, `failed`, `superseded` or `lost`.
     pub outcome: String,
     /// The error class, when it failed.
     pub error_class: Option<String>,
@@ -135,6 +135,9 @@ pub struct AttemptRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Which replica ran it.
     pub replica: String,
+    /// The job id of the statement that decided it (`GET /v1/statements/{job_id}`);
+    /// `null` when none was sent.
+    pub statement_job_id: Option<String>,
 }
 
 impl Store {
@@ -205,7 +208,7 @@ impl Store {
         };
         let attempts = sqlx::query_as(
             "select attempt, started_at, finished_at, outcome, error_class, error_message, delay_seconds,
-                    next_attempt_at, replica
+                    next_attempt_at, replica, warehouse_job_id as statement_job_id
              from attempts where unit_id = $1 order by attempt",
         )
         .bind(conflict.unit_id)

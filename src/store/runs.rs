@@ -72,7 +72,7 @@ pub struct RunReport {
     pub unresolved: i64,
     /// Units refused permanently (`units.failed`).
     pub failed: i64,
-    /// Distinct warehouse statements (BigQuery jobs, `attempts.warehouse_job_id`) spent on
+    /// Distinct warehouse statements (BigQuery jobs, `statement_units`) spent on
     /// the run's units; one statement may carry several units.
     pub statements: i64,
     /// Attempts made on the run's units.
@@ -117,8 +117,9 @@ struct Row {
 ///
 /// A unit counts as refused when it had a conflict or any attempt whose outcome was
 /// `conflict` or `transient`; held by an open breaker without an attempt is not a refusal.
-/// `count(distinct warehouse_job_id)` counts each statement once however many of the run's
-/// units it carried (nulls, attempts that never reached the warehouse, are not counted).
+/// Statements are every statement that carried one of the run's units (`statement_units`),
+/// the ones spent splitting a refused group included, each counted once however many of
+/// the run's units it carried.
 const REPORTS: &str = "
 with b as (
     select run, batch_id, processor_name, table_ref, created_at from batches where run = any($1)
@@ -129,9 +130,12 @@ with b as (
                where a.unit_id = w.unit_id and a.outcome in ('conflict', 'transient'))) as refused
     from b join write_units w using (batch_id)
 ), a as (
-    select u.run, count(*) as attempts, count(distinct a.warehouse_job_id) as statements,
-           max(a.finished_at) as last_attempt
+    select u.run, count(*) as attempts, max(a.finished_at) as last_attempt
     from u join attempts a using (unit_id)
+    group by u.run
+), st as (
+    select u.run, count(distinct su.statement_id) as statements
+    from u join statement_units su using (unit_id)
     group by u.run
 ), bs as (
     select run, count(*) as batches,
@@ -163,10 +167,10 @@ select bs.run, bs.processors, bs.tables, bs.batches,
        coalesce(us.loaded_first_attempt, 0) as loaded_first_attempt,
        coalesce(us.refused, 0) as refused, coalesce(us.resolved_by_retry, 0) as resolved_by_retry,
        us.last_retry_at,
-       coalesce(a.statements, 0) as statements, coalesce(a.attempts, 0) as attempts,
+       coalesce(st.statements, 0) as statements, coalesce(a.attempts, 0) as attempts,
        bs.started_at, greatest(bs.last_batch, us.last_unit, a.last_attempt) as last_change_at,
        now() as now
-from bs left join us using (run) left join a using (run)
+from bs left join us using (run) left join a using (run) left join st using (run)
 order by last_change_at desc, bs.run";
 
 impl Store {

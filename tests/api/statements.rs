@@ -158,6 +158,29 @@ async fn a_buffered_partition_is_split_off_and_the_other_keys_land_in_the_same_r
     .unwrap();
     assert_eq!(held, 1);
 
+    // A blocked unit's attempt names the statement that refused it.
+    let blocked = view["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["state"] == "deferred")
+        .unwrap();
+    let (_, conflict) = app
+        .get(&format!(
+            "/v1/conflicts/{}",
+            blocked["conflict_id"].as_str().unwrap()
+        ))
+        .await;
+    let job_id = conflict["attempts"][0]["statement_job_id"]
+        .as_str()
+        .unwrap();
+    let (status, statement) = app.get(&format!("/v1/statements/{job_id}")).await;
+    assert_eq!(
+        (status, statement["state"].as_str()),
+        (StatusCode::OK, Some("failed"))
+    );
+    assert_eq!(statement["error_class"], "streaming_buffer");
+
     // A new game of the held day, posted now, waits unattempted with a conflict of its own.
     let (_, late) = app
         .post_batch(
