@@ -92,8 +92,12 @@ pub async fn main() -> anyhow::Result<()> {
             std::process::exit(if ok { 0 } else { 1 })
         }
         Some(Command::Openapi) => {
-            print!("{}", crate::http::openapi::spec_json());
-            Ok(())
+            use std::io::Write;
+            // A reader that stops early (`streamguard openapi | head`) is not an error.
+            match std::io::stdout().write_all(crate::http::openapi::spec_json().as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Some(Command::Healthcheck(args)) => healthcheck(&args.url).await,
     }
