@@ -86,9 +86,19 @@ impl TestApp {
 
     /// POST JSON to a path; status and JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sends JSON with `method` to a path; status and JSON body.
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
         let r = self
             .client
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .json(body)
             .send()
             .await
@@ -267,15 +277,7 @@ impl TestApp {
 
     /// PUT JSON to a path; status and JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.send_json(reqwest::Method::PUT, path, body).await
     }
 
     /// DELETE a path; status and JSON body.
