@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -107,12 +106,14 @@ impl Notifier {
         let first = &group[0];
         let ids: Vec<i64> = group.iter().map(|d| d.delivery_id).collect();
         let window = chrono::Duration::from_std(self.settings.rate_window).unwrap_or_default();
+        // `last` was stamped by the shared clock; compare and schedule on it too.
+        let now = self.store.now().await?;
         if let Some(last) = self
             .store
             .last_sent(&first.channel, &first.scope, &first.kind)
             .await?
         {
-            if Utc::now() < last + window {
+            if now < last + window {
                 self.store
                     .postpone(&ids, token, last + window, None)
                     .await?;
@@ -124,7 +125,7 @@ impl Notifier {
                 "channel {:?} is not configured on this replica",
                 first.channel
             );
-            let at = Utc::now() + chrono::Duration::from_std(MAX_RETRY).unwrap_or_default();
+            let at = now + chrono::Duration::from_std(MAX_RETRY).unwrap_or_default();
             self.store.postpone(&ids, token, at, Some(&error)).await?;
             tracing::warn!(channel = %first.channel, "{error}; delivery postponed");
             return Ok(Delivered::Failed);
@@ -142,7 +143,7 @@ impl Notifier {
             Err(e) => {
                 let attempts = group.iter().map(|d| d.attempts).max().unwrap_or(1);
                 let delay = retry_delay(self.settings.retry_base, attempts);
-                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                 self.store.postpone(&ids, token, at, Some(&e.0)).await?;
                 tracing::warn!(channel = channel.name(), error = %e, attempts, retry_in = ?delay, "alert send failed");
                 Ok(Delivered::Failed)

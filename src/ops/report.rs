@@ -222,7 +222,8 @@ impl Ops {
                     .delay_seconds
                     .map(|s| std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0)))
                     .unwrap_or_else(|| self.retry.base_delay(1, class(body.conflict_type)));
-                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let at =
+                    self.store.now().await? + chrono::Duration::from_std(delay).unwrap_or_default();
                 let (id, unit) = self
                     .store
                     .report_conflict(

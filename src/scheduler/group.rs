@@ -76,7 +76,7 @@ impl Scheduler {
             forced,
             lost,
             settled: Vec::new(),
-            started_at: Utc::now(),
+            started_at: self.store.clock().now(),
             open_partitions: HashSet::new(),
         };
         round.run(jobs).await;
@@ -112,6 +112,69 @@ impl Scheduler {
                 }
             }
         })
+    }
+}
+
+/// What became of an earlier statement, asked of the warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    /// It landed: the units it carried are adopted, not sent again.
+    Landed,
+    /// It may still run (or the warehouse could not say): its keys wait.
+    Running,
+    /// Refused, or never arrived (and now never will): it counts as not landed.
+    NotLanded,
+}
+
+impl Scheduler {
+    /// Asks the warehouse what became of `statement` (waiting up to [`SETTLE_WAIT`] for one
+    /// still running) and records the answer on its statement record.
+    pub(crate) async fn settle_statement(
+        &self,
+        table: &TableRef,
+        statement: &crate::store::statements::Unsettled,
+    ) -> Settlement {
+        let fate = self
+            .warehouse
+            .statement_fate(table, &statement.job_id, SETTLE_WAIT)
+            .await;
+        let (settlement, state, outcome, error) = match &fate {
+            Ok(Fate::Running) | Err(_) => {
+                tracing::info!(job_id = %statement.job_id, error = ?fate.as_ref().err(),
+                    "an earlier statement for these keys may still run; they wait for it");
+                return Settlement::Running;
+            }
+            Ok(Fate::Landed(outcome)) => {
+                tracing::info!(job_id = %statement.job_id, "an earlier statement landed; its units are adopted");
+                (
+                    Settlement::Landed,
+                    StatementState::Done,
+                    Some(outcome),
+                    None,
+                )
+            }
+            Ok(Fate::Failed(e)) => (
+                Settlement::NotLanded,
+                StatementState::Failed,
+                None,
+                Some((e.class().as_str(), e.to_string())),
+            ),
+            Ok(Fate::NeverArrived) => (
+                Settlement::NotLanded,
+                StatementState::Failed,
+                None,
+                Some(("transient", "the warehouse never received it".to_owned())),
+            ),
+        };
+        let error = error.as_ref().map(|(c, m)| (*c, m.as_str()));
+        if let Err(e) = self
+            .store
+            .finish_statement(statement.statement_id, state, outcome, error)
+            .await
+        {
+            tracing::error!(error = %e, "recording a settled statement failed");
+        }
+        settlement
     }
 }
 
@@ -164,7 +227,7 @@ impl Round<'_> {
                 Gate::Defer(at) => self.defer_for_breaker(&job, at).await,
             }
         }
-        self.started_at = Utc::now();
+        self.started_at = self.scheduler.store.clock().now();
         let verdicts = gone
             .iter()
             .map(|j| (j, permanent(&format!("{} before this attempt", j.state))))
@@ -214,7 +277,8 @@ impl Round<'_> {
                 // Without the breaker's answer, be conservative: wait one lease, ask again.
                 tracing::error!(error = %e, "reading the breaker failed; job re-scheduled");
                 Gate::Defer(
-                    Utc::now() + chrono::Duration::from_std(s.settings.lease).unwrap_or_default(),
+                    s.store.clock().now()
+                        + chrono::Duration::from_std(s.settings.lease).unwrap_or_default(),
                 )
             }
         }
@@ -263,46 +327,14 @@ impl Round<'_> {
                 adopted.push((statement.statement_id, statement.job_id.clone(), waiting));
                 continue;
             }
-            let fate = s
-                .warehouse
-                .statement_fate(table, &statement.job_id, SETTLE_WAIT)
-                .await;
-            let (state, outcome, error) = match &fate {
-                Ok(Fate::Running) | Err(_) => {
-                    tracing::info!(job_id = %statement.job_id, error = ?fate.as_ref().err(),
-                        "an earlier statement for these keys may still run; they wait for it");
-                    waiting.extend(statement.touches.iter().copied());
-                    (StatementState::Running, None, None)
-                }
-                Ok(Fate::Landed(outcome)) => {
-                    tracing::info!(job_id = %statement.job_id, "an earlier statement landed; its units are adopted");
-                    adopted.push((
-                        statement.statement_id,
-                        statement.job_id.clone(),
-                        statement.carried.clone(),
-                    ));
-                    (StatementState::Done, Some(outcome), None)
-                }
-                Ok(Fate::Failed(e)) => (
-                    StatementState::Failed,
-                    None,
-                    Some((e.class().as_str(), e.to_string())),
-                ),
-                Ok(Fate::NeverArrived) => (
-                    StatementState::Failed,
-                    None,
-                    Some(("transient", "the warehouse never received it".to_owned())),
-                ),
-            };
-            if fate.is_ok() {
-                let error = error.as_ref().map(|(c, m)| (*c, m.as_str()));
-                if let Err(e) = s
-                    .store
-                    .finish_statement(statement.statement_id, state, outcome, error)
-                    .await
-                {
-                    tracing::error!(error = %e, "recording a settled statement failed");
-                }
+            match s.settle_statement(table, &statement).await {
+                Settlement::Running => waiting.extend(statement.touches.iter().copied()),
+                Settlement::Landed => adopted.push((
+                    statement.statement_id,
+                    statement.job_id.clone(),
+                    statement.carried.clone(),
+                )),
+                Settlement::NotLanded => {}
             }
         }
         let mut rest = Vec::with_capacity(jobs.len());
@@ -345,7 +377,7 @@ impl Round<'_> {
         let log = AttemptLog {
             replica: s.settings.replica.clone(),
             started_at: self.started_at,
-            finished_at: Utc::now(),
+            finished_at: s.store.clock().now(),
         };
         let units: Vec<UnitVerdict<'_>> = verdicts
             .iter()
@@ -365,6 +397,7 @@ impl Round<'_> {
                 vec![None; units.len()]
             }
         };
+        s.checkpoint(super::Checkpoint::Recorded).await;
         for ((job, verdict), recorded) in verdicts.into_iter().zip(recorded) {
             log_verdict(job, &verdict, recorded);
             self.settled.push(Settled {
@@ -377,12 +410,8 @@ impl Round<'_> {
 
     /// Undoes the claims of `jobs` (no attempt counted); they run again after `after`.
     pub(super) async fn put_back(&self, jobs: &[ClaimedJob], after: std::time::Duration) {
-        let now = self
-            .scheduler
-            .store
-            .clock()
-            .await
-            .unwrap_or_else(|_| Utc::now());
+        let store = &self.scheduler.store;
+        let now = store.now().await.unwrap_or_else(|_| store.clock().now());
         let at = now + chrono::Duration::from_std(after).unwrap_or_default();
         for job in jobs {
             if let Err(e) = self.scheduler.store.put_back(job, at, false).await {

@@ -30,7 +30,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::group::{permanent, Round, MAX_STATEMENTS_PER_ROUND};
-use super::Scheduler;
+use super::{Checkpoint, Scheduler};
 use crate::domain::lifecycle::Verdict;
 use crate::domain::{ColumnName, ErrorClass, TableRef};
 use crate::store::jobs::ClaimedJob;
@@ -148,7 +148,7 @@ impl Round<'_> {
         let s = self.scheduler;
         let base = s.warehouse.statement_interval();
         match s.store.reserve_slot(self.table_ref, base).await {
-            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(wait) if !wait.is_zero() => s.store.clock().sleep(wait).await,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "reserving a statement slot failed; sending unpaced")
@@ -196,7 +196,8 @@ impl Round<'_> {
         };
         // The attempt starts when its statement is sent (the breaker asked, earlier
         // statements settled, the pace waited out).
-        self.started_at = Utc::now();
+        self.started_at = s.store.clock().now();
+        s.checkpoint(Checkpoint::Sending).await;
         let result = match tokio::time::timeout(
             s.settings.statement_timeout,
             s.warehouse.replace(table, &job_id, &units),
@@ -211,6 +212,7 @@ impl Round<'_> {
                 ),
             }),
         };
+        s.checkpoint(Checkpoint::Answered).await;
         let (state, error) = match &result {
             Ok(_) => (StatementState::Done, None),
             // Unknown outcome: the statement may still run or land.
@@ -267,7 +269,7 @@ impl Round<'_> {
         } else {
             None
         };
-        let now = s.store.clock().await.unwrap_or_else(|e| {
+        let now = s.store.now().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading Postgres's clock failed; retry times use this replica's");
             Utc::now()
         });

@@ -93,13 +93,13 @@ impl Store {
         Ok(sqlx::query_as(
             "with due as (
                  select delivery_id from alert_deliveries
-                 where (state = 'pending' and next_attempt_at <= now())
-                    or (state = 'sending' and lease_expires_at <= now())
+                 where (state = 'pending' and next_attempt_at <= streamguard_now())
+                    or (state = 'sending' and lease_expires_at <= streamguard_now())
                  order by delivery_id limit $1
                  for update skip locked),
              claimed as (
                  update alert_deliveries d set state = 'sending', claim_token = $2, attempts = d.attempts + 1,
-                        lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                        lease_expires_at = streamguard_now() + make_interval(secs => $3), updated_at = streamguard_now()
                  from due where d.delivery_id = due.delivery_id
                  returning d.delivery_id, d.alert_id, d.channel, d.scope, d.attempts)
              select c.delivery_id, c.alert_id, c.channel, c.scope, a.kind, a.summary, a.payload, a.created_at, c.attempts
@@ -146,8 +146,8 @@ impl Store {
         message_id: Uuid,
     ) -> Result<u64, Error> {
         Ok(sqlx::query(
-            "update alert_deliveries set state = 'sent', sent_at = now(), message_id = $3, last_error = null,
-                    lease_expires_at = null, updated_at = now()
+            "update alert_deliveries set state = 'sent', sent_at = streamguard_now(), message_id = $3, last_error = null,
+                    lease_expires_at = null, updated_at = streamguard_now()
              where delivery_id = any($1) and claim_token = $2 and state = 'sending'",
         )
         .bind(ids)
@@ -174,7 +174,7 @@ impl Store {
         Ok(sqlx::query(
             "update alert_deliveries set state = 'pending', next_attempt_at = $3,
                     attempts = case when $4::text is null then attempts - 1 else attempts end,
-                    last_error = coalesce($4, last_error), lease_expires_at = null, updated_at = now()
+                    last_error = coalesce($4, last_error), lease_expires_at = null, updated_at = streamguard_now()
              where delivery_id = any($1) and claim_token = $2 and state = 'sending'",
         )
         .bind(ids)
@@ -199,7 +199,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let recent: bool = sqlx::query_scalar(
-            "select exists (select 1 from alerts where kind = 'daily_digest' and created_at > now() - interval '23 hours')",
+            "select exists (select 1 from alerts where kind = 'daily_digest' and created_at > streamguard_now() - interval '23 hours')",
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -208,16 +208,16 @@ impl Store {
         }
         let payload: Value = sqlx::query_scalar(
             "select jsonb_build_object(
-                 'conflicts', (select count(*) from conflicts where \"timestamp\" > now() - interval '24 hours'),
-                 'resolved', (select count(*) from conflicts where \"timestamp\" > now() - interval '24 hours' and resolved),
-                 'units_loaded', (select count(*) from write_units where loaded_at > now() - interval '24 hours'),
-                 'units_failed', (select count(*) from write_units where state = 'failed' and updated_at > now() - interval '24 hours'),
+                 'conflicts', (select count(*) from conflicts where \"timestamp\" > streamguard_now() - interval '24 hours'),
+                 'resolved', (select count(*) from conflicts where \"timestamp\" > streamguard_now() - interval '24 hours' and resolved),
+                 'units_loaded', (select count(*) from write_units where loaded_at > streamguard_now() - interval '24 hours'),
+                 'units_failed', (select count(*) from write_units where state = 'failed' and updated_at > streamguard_now() - interval '24 hours'),
                  'breaker_trips', (select count(*) from breaker_transitions
-                                   where to_state in ('open', 'forced_open') and created_at > now() - interval '24 hours'),
+                                   where to_state in ('open', 'forced_open') and created_at > streamguard_now() - interval '24 hours'),
                  'unresolved', coalesce((select jsonb_agg(jsonb_build_object('conflict_id', conflict_id, 'processor_name', processor_name,
                                           'table', table_ref, 'key', key, 'retry_attempt', retry_attempt) order by \"timestamp\" desc)
                                         from (select * from conflicts where not resolved
-                                              and \"timestamp\" > now() - interval '24 hours' limit 50) u), '[]'::jsonb))",
+                                              and \"timestamp\" > streamguard_now() - interval '24 hours' limit 50) u), '[]'::jsonb))",
         )
         .fetch_one(&mut *tx)
         .await?;

@@ -229,7 +229,7 @@ impl Store {
         .await?;
         sqlx::query(
             "insert into jobs (unit_id, table_ref, max_attempts, run_at)
-             select unit_id, table_ref, $2, coalesce($3, now()) from write_units where batch_id = $1 order by position",
+             select unit_id, table_ref, $2, coalesce($3, streamguard_now()) from write_units where batch_id = $1 order by position",
         )
         .bind(batch_id)
         .bind(max_attempts as i32)
@@ -359,7 +359,7 @@ async fn defer_if_partition_held(
     }
     let holds: Vec<(Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "select partition_value, until from partition_holds
-         where table_ref = $1 and partition_value = any($2) and until > now()",
+         where table_ref = $1 and partition_value = any($2) and until > streamguard_now()",
     )
     .bind(table)
     .bind(&distinct)
@@ -387,14 +387,14 @@ async fn hold_if_breaker_open(
 ) -> Result<(), Error> {
     sqlx::query(
         "with b as (
-             select case when state = 'forced_open' then now() + make_interval(secs => $3) else reopens_at end as until
+             select case when state = 'forced_open' then streamguard_now() + make_interval(secs => $3) else reopens_at end as until
              from breakers
-             where scope = $2 and (state = 'forced_open' or (state = 'open' and reopens_at > now()))),
+             where scope = $2 and (state = 'forced_open' or (state = 'open' and reopens_at > streamguard_now()))),
          u as (
-             update write_units w set state = 'deferred', next_attempt_at = b.until, updated_at = now()
+             update write_units w set state = 'deferred', next_attempt_at = b.until, updated_at = streamguard_now()
              from b where w.batch_id = $1 and w.state = 'pending'
              returning w.unit_id, b.until)
-         update jobs j set run_at = greatest(j.run_at, u.until), updated_at = now()
+         update jobs j set run_at = greatest(j.run_at, u.until), updated_at = streamguard_now()
          from u where j.unit_id = u.unit_id",
     )
     .bind(batch_id)
@@ -427,7 +427,7 @@ async fn supersede(
              where w.table_ref = $1 and w.state in ('pending', 'deferred')
              order by w.unit_id
              for update of w)
-         update write_units w set state = 'superseded', next_attempt_at = null, updated_at = now()
+         update write_units w set state = 'superseded', next_attempt_at = null, updated_at = streamguard_now()
          from older where w.unit_id = older.unit_id and w.state in ('pending', 'deferred')
          returning w.unit_id, w.conflict_id",
     )
@@ -442,14 +442,14 @@ async fn supersede(
     let unit_ids: Vec<Uuid> = superseded.iter().map(|(u, _)| *u).collect();
     let conflict_ids: Vec<Uuid> = superseded.iter().filter_map(|(_, c)| *c).collect();
     sqlx::query(
-        "update jobs set state = 'completed', completed_at = now(), updated_at = now()
+        "update jobs set state = 'completed', completed_at = streamguard_now(), updated_at = streamguard_now()
          where unit_id = any($1) and state = 'available'",
     )
     .bind(&unit_ids)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "update conflicts set resolved = true, resolution_method = 'superseded', resolution_time = now(), updated_at = now()
+        "update conflicts set resolved = true, resolution_method = 'superseded', resolution_time = streamguard_now(), updated_at = streamguard_now()
          where conflict_id = any($1) and not resolved",
     )
     .bind(&conflict_ids)

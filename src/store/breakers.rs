@@ -4,7 +4,7 @@
 //! Each transition is one statement: a compare-and-swap `update … where scope = $1 and
 //! version = $2` inside a CTE that also appends the `breaker_transitions` row. Two replicas
 //! deciding at once cannot both win; the loser re-reads and decides again — so exactly one
-//! job takes the half-open permit. Times come from Postgres (`clock_timestamp()`), so
+//! job takes the half-open permit. Times come from the shared clock (`streamguard_clock()`, [`crate::clock`]), so
 //! replicas with skewed clocks still agree on when an open period ends. Whether the probe
 //! is alive is read from the `jobs` table: the permit counts only while the probe's job
 //! attempt holds an unexpired lease.
@@ -116,8 +116,8 @@ const SELECT_ONE: &str =
     "select b.scope, b.state, b.version, b.opened_at, b.reopens_at, b.reopens, b.counting_since,
         b.probe_job_id, b.probe_attempt, b.trips, b.last_reason, b.last_actor, b.last_transition_at,
         exists (select 1 from jobs j where j.job_id = b.probe_job_id and j.attempt = b.probe_attempt
-                and j.state = 'running' and j.lease_expires_at > clock_timestamp()) as probe_alive,
-        clock_timestamp() as db_now
+                and j.state = 'running' and j.lease_expires_at > streamguard_clock()) as probe_alive,
+        streamguard_clock() as db_now
      from breakers b where b.scope = $1";
 
 /// Every breaker row, as [`SELECT_ONE`].
@@ -125,8 +125,8 @@ const SELECT_ALL: &str =
     "select b.scope, b.state, b.version, b.opened_at, b.reopens_at, b.reopens, b.counting_since,
         b.probe_job_id, b.probe_attempt, b.trips, b.last_reason, b.last_actor, b.last_transition_at,
         exists (select 1 from jobs j where j.job_id = b.probe_job_id and j.attempt = b.probe_attempt
-                and j.state = 'running' and j.lease_expires_at > clock_timestamp()) as probe_alive,
-        clock_timestamp() as db_now
+                and j.state = 'running' and j.lease_expires_at > streamguard_clock()) as probe_alive,
+        streamguard_clock() as db_now
      from breakers b order by b.scope";
 
 async fn read(conn: &mut sqlx::PgConnection, scope: &str) -> Result<Option<Row>, Error> {
@@ -156,7 +156,7 @@ async fn window(
     let (outcomes, conflicts): (i64, i64) = sqlx::query_as(
         "select count(*), count(*) filter (where conflict) from (
              select conflict from breaker_outcomes
-             where scope = $1 and created_at >= clock_timestamp() - make_interval(secs => $2)
+             where scope = $1 and created_at >= streamguard_clock() - make_interval(secs => $2)
                and ($3::timestamptz is null or created_at >= $3)
              order by outcome_id desc limit $4) w",
     )
@@ -186,7 +186,7 @@ async fn swap(
              update breakers set state = $3, version = version + 1, opened_at = $4, reopens_at = $5,
                     reopens = $6, counting_since = $7, probe_job_id = $8, probe_attempt = $9,
                     trips = trips + $10, last_reason = $11, last_actor = $12,
-                    last_transition_at = clock_timestamp(), updated_at = now()
+                    last_transition_at = streamguard_clock(), updated_at = streamguard_now()
              where scope = $1 and version = $2
              returning scope)
          insert into breaker_transitions (scope, from_state, to_state, reason, actor)

@@ -155,7 +155,7 @@ impl Store {
                     coalesce((array_agg(distinct game_id) filter (where game_id is not null))[1:10], '{}') as sample_games,
                     coalesce((array_agg(distinct key))[1:10], '{}') as sample_keys
              from conflicts
-             where \"timestamp\" >= now() - make_interval(days => $1)
+             where \"timestamp\" >= streamguard_now() - make_interval(days => $1)
              group by 1, 2, 3
              order by date desc, total_conflicts desc, processor_name, \"table\"",
         )
@@ -175,7 +175,7 @@ impl Store {
                     c.error_message, c.table_ref as \"table\", c.key, c.conflict_type, c.max_retries,
                     c.resolution_method, u.state as unit_state, u.next_attempt_at
              from conflicts c left join write_units u using (unit_id)
-             where not c.resolved and c.\"timestamp\" >= now() - make_interval(hours => $1)
+             where not c.resolved and c.\"timestamp\" >= streamguard_now() - make_interval(hours => $1)
              order by c.\"timestamp\" desc, c.conflict_id",
         )
         .bind(hours as i32)

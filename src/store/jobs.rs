@@ -214,24 +214,24 @@ impl Store {
         // for statements, their pace allowing one now, oldest due first.
         let tables: Vec<(String, i64)> = sqlx::query_as(
             "with recursive due_tables(table_ref) as (
-                 (select table_ref from jobs where state = 'available' and run_at <= now()
+                 (select table_ref from jobs where state = 'available' and run_at <= streamguard_now()
                   order by table_ref limit 1)
                  union all
                  select (select j.table_ref from jobs j
-                         where j.state = 'available' and j.run_at <= now() and j.table_ref > d.table_ref
+                         where j.state = 'available' and j.run_at <= streamguard_now() and j.table_ref > d.table_ref
                          order by j.table_ref limit 1)
                  from due_tables d where d.table_ref is not null)
              select t.table_ref,
                     $1 - (select count(distinct coalesce(r.group_id::text, r.job_id::text)) from jobs r
-                          where r.table_ref = t.table_ref and r.state = 'running' and r.lease_expires_at > now()) as free
+                          where r.table_ref = t.table_ref and r.state = 'running' and r.lease_expires_at > streamguard_now()) as free
              from due_tables t
              cross join lateral (select j.run_at, j.created_at from jobs j
-                                 where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= now()
+                                 where j.table_ref = t.table_ref and j.state = 'available' and j.run_at <= streamguard_now()
                                  order by j.run_at limit 1) oldest
              left join table_pacing p on p.table_ref = t.table_ref
              where t.table_ref is not null
-               and oldest.created_at <= now() - make_interval(secs => $2)
-               and (p.next_at is null or p.next_at <= now())
+               and oldest.created_at <= streamguard_now() - make_interval(secs => $2)
+               and (p.next_at is null or p.next_at <= streamguard_now())
              order by oldest.run_at",
         )
         .bind(i64::from(max_per_table))
@@ -306,7 +306,7 @@ impl Store {
                  where j.state = 'running'
                  order by j.job_id
                  for update of j skip locked)
-             update jobs j set lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+             update jobs j set lease_expires_at = streamguard_now() + make_interval(secs => $3), updated_at = streamguard_now()
              from mine where j.job_id = mine.job_id
              returning j.job_id",
         )
@@ -392,7 +392,7 @@ impl Store {
             .await?;
         let n = sqlx::query(
             "update jobs set state = 'available', attempt = attempt - 1, run_at = $3, lease_expires_at = null,
-                    locked_by = null, group_id = null, updated_at = now()
+                    locked_by = null, group_id = null, updated_at = streamguard_now()
              where job_id = $1 and attempt = $2 and state = 'running'",
         )
         .bind(job.job_id)
@@ -406,7 +406,7 @@ impl Store {
         }
         if deferred {
             sqlx::query(
-                "update write_units set state = 'deferred', next_attempt_at = $2, updated_at = now()
+                "update write_units set state = 'deferred', next_attempt_at = $2, updated_at = streamguard_now()
                  where unit_id = $1 and state in ('pending', 'deferred')",
             )
             .bind(job.unit_id)
@@ -425,15 +425,15 @@ async fn rescue_expired(tx: &mut sqlx::PgConnection) -> Result<(), Error> {
     sqlx::query(
         "with lost as (
              select job_id, unit_id, attempt, coalesce(locked_by, 'unknown') as replica, updated_at
-             from jobs where state = 'running' and lease_expires_at <= now()
+             from jobs where state = 'running' and lease_expires_at <= streamguard_now()
              for update),
          rescued as (
-             update jobs j set state = 'available', run_at = now(), lease_expires_at = null, locked_by = null,
-                    group_id = null, updated_at = now()
+             update jobs j set state = 'available', run_at = streamguard_now(), lease_expires_at = null, locked_by = null,
+                    group_id = null, updated_at = streamguard_now()
              from lost where j.job_id = lost.job_id)
          insert into attempts (unit_id, attempt, outcome, error_class, error_message, replica, started_at,
                                finished_at, statement_id, warehouse_job_id)
-         select lost.unit_id, lost.attempt, 'lost', 'transient', $1, lost.replica, lost.updated_at, now(),
+         select lost.unit_id, lost.attempt, 'lost', 'transient', $1, lost.replica, lost.updated_at, streamguard_now(),
                 s.statement_id, s.job_id
          from lost
          left join lateral (select su.statement_id, st.job_id from statement_units su
@@ -464,15 +464,15 @@ async fn claim_one(
         "select j.job_id, u.key, u.partition_value, octet_length(u.rows::text)::bigint as bytes,
                 b.key_columns, b.partition_column
          from jobs j join write_units u using (unit_id) join batches b using (batch_id)
-         where j.table_ref = $1 and j.state = 'available' and j.run_at <= now()
+         where j.table_ref = $1 and j.state = 'available' and j.run_at <= streamguard_now()
            and not exists (
                select 1 from partition_holds h
-               where h.table_ref = u.table_ref and h.partition_value = u.partition_value and h.until > now())
+               where h.table_ref = u.table_ref and h.partition_value = u.partition_value and h.until > streamguard_now())
            and not exists (
                select 1 from write_units o join jobs oj on oj.unit_id = o.unit_id
                where o.table_ref = u.table_ref and o.key = u.key
                  and o.partition_value is not distinct from u.partition_value
-                 and o.seq < u.seq and oj.state = 'running' and oj.lease_expires_at > now())
+                 and o.seq < u.seq and oj.state = 'running' and oj.lease_expires_at > streamguard_now())
          order by j.run_at, j.job_id
          limit $2",
     )
@@ -517,8 +517,8 @@ async fn claim_one(
     // since the choice above (by a recording that committed meanwhile) is not taken.
     Ok(sqlx::query_scalar(
         "update jobs j set state = 'running', attempt = j.attempt + 1, group_id = $2,
-                lease_expires_at = now() + make_interval(secs => $3), locked_by = $4, updated_at = now()
-         where j.job_id = any($1) and j.state = 'available' and j.run_at <= now()
+                lease_expires_at = streamguard_now() + make_interval(secs => $3), locked_by = $4, updated_at = streamguard_now()
+         where j.job_id = any($1) and j.state = 'available' and j.run_at <= streamguard_now()
          returning j.job_id",
     )
     .bind(&chosen)

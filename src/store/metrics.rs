@@ -87,17 +87,17 @@ impl Store {
             "select
                (select coalesce(jsonb_object_agg(state, n), '{}') from
                   (select state, count(*) as n from write_units group by state) s) as units,
-               (select count(*) from jobs where state = 'available' and run_at <= now()) as jobs_due,
-               (select count(*) from jobs where state = 'available' and run_at > now()) as jobs_scheduled,
+               (select count(*) from jobs where state = 'available' and run_at <= streamguard_now()) as jobs_due,
+               (select count(*) from jobs where state = 'available' and run_at > streamguard_now()) as jobs_scheduled,
                (select count(*) from jobs where state = 'running') as jobs_running,
-               (select count(*) from jobs where state = 'running' and lease_expires_at <= now()) as jobs_lease_expired,
-               (select coalesce(extract(epoch from now() - min(run_at)), 0)::float8 from jobs
-                 where state = 'available' and run_at <= now()) as oldest_due_seconds,
+               (select count(*) from jobs where state = 'running' and lease_expires_at <= streamguard_now()) as jobs_lease_expired,
+               (select coalesce(extract(epoch from streamguard_now() - min(run_at)), 0)::float8 from jobs
+                 where state = 'available' and run_at <= streamguard_now()) as oldest_due_seconds,
                (select count(*) from conflicts where not resolved) as conflicts_unresolved,
                (select coalesce(jsonb_object_agg(state, n), '{}') from
                   (select state, count(*) as n from breakers group by state) b) as breakers,
                (select count(*) from alert_deliveries where state <> 'sent') as alerts_pending,
-               (select min(run_at) from jobs where state = 'available' and run_at > now()) as next_scheduled_at",
+               (select min(run_at) from jobs where state = 'available' and run_at > streamguard_now()) as next_scheduled_at",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -35,6 +35,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::domain::breaker::{BreakerScope, BreakerSettings};
 
 /// The migrations in `migrations/`, embedded at build time.
@@ -108,6 +109,7 @@ impl Default for StoreConfig {
 pub struct Store {
     pool: PgPool,
     config: Arc<StoreConfig>,
+    clock: Clock,
 }
 
 impl Store {
@@ -117,15 +119,27 @@ impl Store {
         Self {
             pool,
             config: Arc::default(),
+            clock: Clock::Postgres,
         }
     }
 
     /// The same store with `config`.
     pub fn with_config(self, config: StoreConfig) -> Self {
         Self {
-            pool: self.pool,
             config: Arc::new(config),
+            ..self
         }
+    }
+
+    /// The same store reading `clock`. A manual clock must also be installed on the pool
+    /// ([`Clock::pool_options`]) for SQL to follow it.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The clock this store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The configuration in force.
@@ -161,14 +175,18 @@ impl Store {
         Ok(())
     }
 
-    /// Postgres's clock now. Times the job table compares with its own `now()` — retry
-    /// times, holds — are placed on this clock, not the service's, so a service whose clock
-    /// is off never retries early or late.
+    /// The shared clock's time ([`crate::clock`]): Postgres's `clock_timestamp()`, or the
+    /// manual clock's. Times the job table compares with `streamguard_now()` — retry times,
+    /// holds — are placed on this clock, not the service's, so a service whose own clock is
+    /// off never retries early or late.
     ///
     /// # Errors
-    /// [`Error::Database`].
-    pub async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, Error> {
-        Ok(sqlx::query_scalar("select clock_timestamp()")
+    /// [`Error::Database`] (never for a manual clock).
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+        if let Some(manual) = self.clock.manual() {
+            return Ok(manual.now());
+        }
+        Ok(sqlx::query_scalar("select streamguard_clock()")
             .fetch_one(&self.pool)
             .await?)
     }

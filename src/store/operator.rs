@@ -147,9 +147,9 @@ impl Store {
         )))?;
         refuse_unless_open(&t)?;
         let moved = sqlx::query(
-            "update jobs set state = 'available', run_at = now(), bypass_breaker = $2,
+            "update jobs set state = 'available', run_at = streamguard_now(), bypass_breaker = $2,
                     max_attempts = greatest(max_attempts, attempt + 1), lease_expires_at = null,
-                    locked_by = null, updated_at = now()
+                    locked_by = null, updated_at = streamguard_now()
              where unit_id = $1 and state <> 'running'",
         )
         .bind(unit_id)
@@ -163,14 +163,14 @@ impl Store {
             )));
         }
         sqlx::query(
-            "update write_units set state = 'deferred', next_attempt_at = now(), updated_at = now()
+            "update write_units set state = 'deferred', next_attempt_at = streamguard_now(), updated_at = streamguard_now()
              where unit_id = $1",
         )
         .bind(unit_id)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update conflicts set resolution_method = null, resolution_time = null, updated_at = now()
+            "update conflicts set resolution_method = null, resolution_time = null, updated_at = streamguard_now()
              where conflict_id = $1 and not resolved",
         )
         .bind(conflict_id)
@@ -228,7 +228,7 @@ impl Store {
             stop_unit(&mut tx, unit_id, &t).await?;
         }
         sqlx::query(
-            "update conflicts set resolved = true, resolution_method = $2, resolution_time = now(), updated_at = now()
+            "update conflicts set resolved = true, resolution_method = $2, resolution_time = streamguard_now(), updated_at = streamguard_now()
              where conflict_id = $1",
         )
         .bind(conflict_id)
@@ -301,7 +301,7 @@ impl Store {
         stop_unit(&mut tx, unit_id, &t).await?;
         if let Some(id) = conflict_id {
             sqlx::query(
-                "update conflicts set resolved = true, resolution_method = 'manual', resolution_time = now(), updated_at = now()
+                "update conflicts set resolved = true, resolution_method = 'manual', resolution_time = streamguard_now(), updated_at = streamguard_now()
                  where conflict_id = $1 and not resolved",
             )
             .bind(id)
@@ -321,6 +321,19 @@ impl Store {
         tx.commit().await?;
         self.action_result("cancel", conflict_id, unit_id, actor, reason)
             .await
+    }
+
+    /// The table a unit is written to; `None` for an unknown unit.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn unit_table(&self, unit_id: Uuid) -> Result<Option<String>, Error> {
+        Ok(
+            sqlx::query_scalar("select table_ref from write_units where unit_id = $1")
+                .bind(unit_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Claims the conflict's job for a force-mode attempt by `replica` (one fenced
@@ -347,8 +360,8 @@ impl Store {
         refuse_unless_open(&t)?;
         let job_id: Option<i64> = sqlx::query_scalar(
             "update jobs set state = 'running', attempt = attempt + 1, max_attempts = greatest(max_attempts, attempt + 1),
-                    lease_expires_at = now() + make_interval(secs => $2), locked_by = $3, updated_at = now()
-             where unit_id = $1 and (state <> 'running' or lease_expires_at <= now())
+                    lease_expires_at = streamguard_now() + make_interval(secs => $2), locked_by = $3, updated_at = streamguard_now()
+             where unit_id = $1 and (state <> 'running' or lease_expires_at <= streamguard_now())
              returning job_id",
         )
         .bind(unit_id)
@@ -496,7 +509,7 @@ impl Store {
         .await?;
         if let Some((unit, at, _)) = unit_id {
             sqlx::query(
-                "update write_units set conflict_id = $2, state = 'deferred', next_attempt_at = $3, updated_at = now()
+                "update write_units set conflict_id = $2, state = 'deferred', next_attempt_at = $3, updated_at = streamguard_now()
                  where unit_id = $1 and state = 'pending'",
             )
             .bind(unit)
@@ -545,7 +558,7 @@ impl Store {
         }
         let attempt: i32 = sqlx::query_scalar(
             "update conflicts set retry_attempt = coalesce($2, retry_attempt + 1), delay_seconds = coalesce($3, delay_seconds),
-                    error_message = coalesce($4, error_message), updated_at = now()
+                    error_message = coalesce($4, error_message), updated_at = streamguard_now()
              where conflict_id = $1 returning retry_attempt",
         )
         .bind(conflict_id)
@@ -575,11 +588,11 @@ impl Store {
     pub async fn close_stale_reported_conflicts(&self) -> Result<u64, Error> {
         let mut tx = self.pool.begin().await?;
         let closed: Vec<(Uuid, String, String, Value, i32)> = sqlx::query_as(
-            "update conflicts set resolution_method = 'timeout', resolution_time = now(), updated_at = now()
+            "update conflicts set resolution_method = 'timeout', resolution_time = streamguard_now(), updated_at = streamguard_now()
              where conflict_id in (
                  select conflict_id from conflicts
                  where source = 'processor' and unit_id is null and not resolved and resolution_method is null
-                   and updated_at < now() - make_interval(secs => $1)
+                   and updated_at < streamguard_now() - make_interval(secs => $1)
                  for update skip locked)
              returning conflict_id, processor_name, table_ref, key, retry_attempt",
         )
@@ -652,7 +665,7 @@ const TARGET: &str = "select c.conflict_id, c.resolved, c.resolution_method, c.s
         c.table_ref as \"table\", c.key, c.partition_value as partition,
         coalesce(b.partition_column, c.details ->> 'partition_column') as partition_column,
         c.unit_id, u.state as unit_state, u.row_count,
-        case when j.state = 'running' and j.lease_expires_at <= now() then 'available' else j.state end as job_state,
+        case when j.state = 'running' and j.lease_expires_at <= streamguard_now() then 'available' else j.state end as job_state,
         coalesce(u.state = 'superseded' or exists (
             select 1 from write_units n where n.table_ref = u.table_ref and n.key = u.key
               and n.partition_value is not distinct from u.partition_value and n.seq > u.seq
@@ -666,7 +679,7 @@ const TARGET_BY_UNIT: &str = "select coalesce(c.conflict_id, '00000000-0000-0000
         b.processor_name, u.table_ref as \"table\", u.key, u.partition_value as partition,
         b.partition_column, u.unit_id,
         u.state as unit_state, u.row_count,
-        case when j.state = 'running' and j.lease_expires_at <= now() then 'available' else j.state end as job_state,
+        case when j.state = 'running' and j.lease_expires_at <= streamguard_now() then 'available' else j.state end as job_state,
         false as superseded_by_newer
      from write_units u join batches b using (batch_id) join jobs j on j.unit_id = u.unit_id
      left join conflicts c on c.conflict_id = u.conflict_id
@@ -737,15 +750,41 @@ async fn stop_unit(tx: &mut sqlx::PgConnection, unit_id: Uuid, t: &Target) -> Re
             "an attempt of unit {unit_id} is in flight; wait for it to end"
         )));
     }
+    // A statement that carried the unit and landed — or may still land — wrote (or may
+    // write) its rows: cancelling it then would say it was not written when it was.
+    let landing: Option<(String, String)> = sqlx::query_as(
+        "select s.job_id, s.state from statement_units su join statements s using (statement_id)
+         where su.unit_id = $1
+           and (s.state in ('sent', 'running', 'unknown')
+                or (s.state = 'done' and not exists (
+                        select 1 from attempts a
+                        where a.statement_id = s.statement_id and a.unit_id = su.unit_id
+                          and a.outcome = 'loaded')))
+         order by s.statement_id desc limit 1",
+    )
+    .bind(unit_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((job_id, state)) = landing {
+        return Err(Error::Refused(if state == "done" {
+            format!(
+                "unit {unit_id} already landed in statement {job_id} (its verdict is recorded at its next attempt, which writes nothing again); there is nothing left to cancel — see GET /v1/statements/{job_id}"
+            )
+        } else {
+            format!(
+                "statement {job_id}, which carried unit {unit_id}, may still land (the warehouse could not say it will not); try again once it is settled — see GET /v1/statements/{job_id}"
+            )
+        }));
+    }
     sqlx::query(
-        "update jobs set state = 'completed', completed_at = now(), lease_expires_at = null, updated_at = now()
-         where unit_id = $1 and (state <> 'running' or lease_expires_at <= now())",
+        "update jobs set state = 'completed', completed_at = streamguard_now(), lease_expires_at = null, updated_at = streamguard_now()
+         where unit_id = $1 and (state <> 'running' or lease_expires_at <= streamguard_now())",
     )
     .bind(unit_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "update write_units set state = 'cancelled', next_attempt_at = null, updated_at = now() where unit_id = $1",
+        "update write_units set state = 'cancelled', next_attempt_at = null, updated_at = streamguard_now() where unit_id = $1",
     )
     .bind(unit_id)
     .execute(&mut *tx)
@@ -780,7 +819,7 @@ async fn log_action(
         sqlx::query(
             "update conflicts set details = coalesce(details, '{}'::jsonb)
                     || jsonb_build_object('operator_actions', coalesce(details -> 'operator_actions', '[]'::jsonb) || $2),
-                    updated_at = now()
+                    updated_at = streamguard_now()
              where conflict_id = $1",
         )
         .bind(id)

@@ -170,8 +170,8 @@ impl Store {
                 // replace (which is never sent before this attempt's statement is settled)
                 // lands.
                 sqlx::query(
-                    "update write_units set attempts = $2, updated_at = now(), state = $3,
-                            loaded_at = case when $3 = 'loaded' then now() else loaded_at end
+                    "update write_units set attempts = $2, updated_at = streamguard_now(), state = $3,
+                            loaded_at = case when $3 = 'loaded' then streamguard_now() else loaded_at end
                      where unit_id = $1",
                 )
                 .bind(job.unit_id)
@@ -330,8 +330,8 @@ impl Writes {
             let u = &self.units;
             sqlx::query(
                 "update write_units w set state = c.state, attempts = c.attempts, next_attempt_at = c.next_attempt_at,
-                        error = c.error, conflict_id = c.conflict_id, updated_at = now(),
-                        loaded_at = case when c.state = 'loaded' then now() else w.loaded_at end
+                        error = c.error, conflict_id = c.conflict_id, updated_at = streamguard_now(),
+                        loaded_at = case when c.state = 'loaded' then streamguard_now() else w.loaded_at end
                  from unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::uuid[])
                       as c(unit_id, state, attempts, next_attempt_at, error, conflict_id)
                  where w.unit_id = c.unit_id",
@@ -347,8 +347,8 @@ impl Writes {
         }
         if !self.completed.is_empty() {
             sqlx::query(
-                "update jobs set state = 'completed', completed_at = now(), lease_expires_at = null, group_id = null,
-                        updated_at = now()
+                "update jobs set state = 'completed', completed_at = streamguard_now(), lease_expires_at = null, group_id = null,
+                        updated_at = streamguard_now()
                  where job_id = any($1)",
             )
             .bind(&self.completed)
@@ -358,7 +358,7 @@ impl Writes {
         if !self.rescheduled.is_empty() {
             sqlx::query(
                 "update jobs j set state = 'available', run_at = c.run_at, lease_expires_at = null, locked_by = null,
-                        group_id = null, updated_at = now()
+                        group_id = null, updated_at = streamguard_now()
                  from unnest($1::bigint[], $2::timestamptz[]) as c(job_id, run_at)
                  where j.job_id = c.job_id",
             )
@@ -423,8 +423,8 @@ async fn heal_after_stale_write(
                and u.partition_value is not distinct from me.partition_value
                and u.seq > me.seq and u.state in ('loaded', 'pending', 'deferred')
              order by u.seq desc limit 1)
-         update jobs j set state = 'available', run_at = now(), lease_expires_at = null, locked_by = null,
-                completed_at = null, updated_at = now()
+         update jobs j set state = 'available', run_at = streamguard_now(), lease_expires_at = null, locked_by = null,
+                completed_at = null, updated_at = streamguard_now()
          from newest where j.unit_id = newest.unit_id and newest.state = 'loaded' and j.state = 'completed'
          returning j.unit_id",
     )
@@ -450,8 +450,8 @@ async fn close_conflict(
     rows: Option<u64>,
 ) -> Result<(), Error> {
     sqlx::query(
-        "update conflicts set resolved = $2, resolution_method = $3, resolution_time = now(),
-                retry_attempt = $4, rows_affected = coalesce($5, rows_affected), updated_at = now()
+        "update conflicts set resolved = $2, resolution_method = $3, resolution_time = streamguard_now(),
+                retry_attempt = $4, rows_affected = coalesce($5, rows_affected), updated_at = streamguard_now()
          where conflict_id = $1 and not resolved",
     )
     .bind(id)
@@ -552,7 +552,7 @@ async fn upsert_conflict(
     if let Some(id) = existing {
         sqlx::query(
             "update conflicts set conflict_type = $2, retry_attempt = $3, delay_seconds = $4, error_message = $5,
-                    updated_at = now() where conflict_id = $1",
+                    updated_at = streamguard_now() where conflict_id = $1",
         )
         .bind(id)
         .bind(kind.as_str())

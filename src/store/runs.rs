@@ -1,6 +1,6 @@
 //! Backfill runs: the progress and final report of every batch that names one run, and the
 //! list of recent runs. One aggregate query serves both; the estimate of when a run is done
-//! is decided by [`crate::domain::run::Progress`] from its counts and Postgres's `now()`.
+//! is decided by [`crate::domain::run::Progress`] from its counts and the clock's `streamguard_now()`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -169,7 +169,7 @@ select bs.run, bs.processors, bs.tables, bs.batches,
        us.last_retry_at,
        coalesce(st.statements, 0) as statements, coalesce(a.attempts, 0) as attempts,
        bs.started_at, greatest(bs.last_batch, us.last_unit, a.last_attempt) as last_change_at,
-       now() as now
+       streamguard_now() as now
 from bs left join us using (run) left join a using (run) left join st using (run)
 order by last_change_at desc, bs.run";
 

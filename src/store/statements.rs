@@ -154,8 +154,8 @@ impl Store {
         sqlx::query(
             "update statements set state = $2, rows_deleted = $3, rows_inserted = $4, bytes_billed = $5,
                     error_class = $6, error_message = $7,
-                    finished_at = case when $2 in ('done', 'failed') then now() else finished_at end,
-                    updated_at = now()
+                    finished_at = case when $2 in ('done', 'failed') then streamguard_now() else finished_at end,
+                    updated_at = streamguard_now()
              where statement_id = $1",
         )
         .bind(statement_id)
@@ -219,11 +219,11 @@ impl Store {
     pub async fn reserve_slot(&self, table: &str, base: Duration) -> Result<Duration, Error> {
         let wait: f64 = sqlx::query_scalar(
             "insert into table_pacing as p (table_ref, interval_seconds, next_at)
-             values ($1, $2, now() + make_interval(secs => $2))
+             values ($1, $2, streamguard_now() + make_interval(secs => $2))
              on conflict (table_ref) do update
-                set next_at = greatest(p.next_at, now()) + make_interval(secs => p.interval_seconds),
-                    updated_at = now()
-             returning greatest(extract(epoch from (next_at - now())) - interval_seconds, 0)::float8",
+                set next_at = greatest(p.next_at, streamguard_now()) + make_interval(secs => p.interval_seconds),
+                    updated_at = streamguard_now()
+             returning greatest(extract(epoch from (next_at - streamguard_now())) - interval_seconds, 0)::float8",
         )
         .bind(table)
         .bind(base.as_secs_f64())
@@ -245,9 +245,9 @@ impl Store {
                     then least(greatest(interval_seconds * 2, $2, 1), $4)
                     else greatest(interval_seconds * 0.75, $2) end,
                 next_at = case when $3
-                    then greatest(next_at, now() + make_interval(secs => least(greatest(interval_seconds * 2, $2, 1), $4)))
+                    then greatest(next_at, streamguard_now() + make_interval(secs => least(greatest(interval_seconds * 2, $2, 1), $4)))
                     else next_at end,
-                updated_at = now()
+                updated_at = streamguard_now()
              where table_ref = $1",
         )
         .bind(table)
@@ -283,7 +283,7 @@ impl Store {
         sqlx::query(
             "insert into partition_holds (table_ref, partition_value, until) values ($1, $2, $3)
              on conflict (table_ref, partition_value) do update
-                set until = greatest(partition_holds.until, excluded.until), updated_at = now()",
+                set until = greatest(partition_holds.until, excluded.until), updated_at = streamguard_now()",
         )
         .bind(table)
         .bind(partition)
@@ -368,7 +368,10 @@ pub(crate) async fn defer_held_units(
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    let delay = i32::try_from((until - Utc::now()).num_seconds().max(0)).unwrap_or(i32::MAX);
+    let now: DateTime<Utc> = sqlx::query_scalar("select streamguard_now()")
+        .fetch_one(&mut *tx)
+        .await?;
+    let delay = i32::try_from((until - now).num_seconds().max(0)).unwrap_or(i32::MAX);
     for unit in &held {
         let conflict_id = match unit.conflict_id {
             Some(id) => id,
@@ -397,7 +400,7 @@ pub(crate) async fn defer_held_units(
         };
         sqlx::query(
             "update write_units set state = 'deferred', next_attempt_at = $2, error = $3, conflict_id = $4,
-                    updated_at = now()
+                    updated_at = streamguard_now()
              where unit_id = $1",
         )
         .bind(unit.unit_id)
@@ -409,7 +412,7 @@ pub(crate) async fn defer_held_units(
     }
     let ids: Vec<Uuid> = held.iter().map(|u| u.unit_id).collect();
     sqlx::query(
-        "update jobs set run_at = greatest(run_at, $2), updated_at = now()
+        "update jobs set run_at = greatest(run_at, $2), updated_at = streamguard_now()
          where unit_id = any($1) and state = 'available'",
     )
     .bind(&ids)

@@ -266,7 +266,7 @@ impl Emulator {
         let values = emulator_tables::as_values(rows);
         let mut tx = self.pool.begin().await.map_err(database_error)?;
         // Residence on Postgres's clock, the one every buffer check compares with.
-        let now: DateTime<Utc> = sqlx::query_scalar("select clock_timestamp()")
+        let now: DateTime<Utc> = sqlx::query_scalar("select streamguard_clock()")
             .fetch_one(&mut *tx)
             .await
             .map_err(database_error)?;
@@ -293,13 +293,32 @@ impl Emulator {
         Ok((until, source))
     }
 
+    /// Flushes the table's streaming buffer now, as BigQuery eventually does on its own:
+    /// every buffered row leaves it, so replaces touching them are no longer refused.
+    /// Returns how many rows left the buffer (0 for an unknown table). For tests and demos,
+    /// which then never wait for a buffer to drain.
+    ///
+    /// # Errors
+    /// [`Error::Transient`] when Postgres fails.
+    pub async fn flush(&self, table: &TableRef) -> Result<u64, Error> {
+        let flushed = sqlx::query(
+            "update emulator.rows set buffered_until = streamguard_clock()
+             where table_ref = $1 and buffered_until > streamguard_clock()",
+        )
+        .bind(table.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(database_error)?;
+        Ok(flushed.rows_affected())
+    }
+
     /// Every row of the table, in insertion order; empty when the table does not exist.
     ///
     /// # Errors
     /// [`Error::Transient`] when Postgres fails.
     pub async fn rows(&self, table: &TableRef) -> Result<Vec<StoredRow>, Error> {
         sqlx::query_as(
-            "select data, coalesce(buffered_until > clock_timestamp(), false) as buffered, buffered_until
+            "select data, coalesce(buffered_until > streamguard_clock(), false) as buffered, buffered_until
              from emulator.rows where table_ref = $1 order by row_id",
         )
         .bind(table.to_string())
@@ -324,7 +343,7 @@ impl Emulator {
         };
         sqlx::query_scalar(
             "select exists (select 1 from emulator.rows
-              where table_ref = $1 and buffered_until > clock_timestamp()
+              where table_ref = $1 and buffered_until > streamguard_clock()
                 and ($2::jsonb is null or data @> $2))",
         )
         .bind(table.to_string())
@@ -548,7 +567,7 @@ impl Warehouse for Emulator {
         let (rows, oldest, earliest): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
             sqlx::query_as(
                 "select count(*), min(created_at), min(buffered_until) from emulator.rows
-              where table_ref = $1 and buffered_until > clock_timestamp()",
+              where table_ref = $1 and buffered_until > streamguard_clock()",
             )
             .bind(table.to_string())
             .fetch_one(&self.pool)
@@ -563,7 +582,7 @@ impl Warehouse for Emulator {
 
     async fn key_rows(&self, table: &TableRef, unit: &WriteUnit) -> Result<Option<KeyRows>, Error> {
         let (stored, buffered): (i64, i64) = sqlx::query_as(
-            "select count(*), count(*) filter (where buffered_until > clock_timestamp())
+            "select count(*), count(*) filter (where buffered_until > streamguard_clock())
              from emulator.rows where table_ref = $1 and data @> $2",
         )
         .bind(table.to_string())

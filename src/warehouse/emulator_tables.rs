@@ -138,7 +138,7 @@ async fn store(
     sqlx::query(
         "insert into emulator.tables (table_ref, definition, schema_source) values ($1, $2, $3)
          on conflict (table_ref) do update
-           set definition = excluded.definition, schema_source = excluded.schema_source, updated_at = now()",
+           set definition = excluded.definition, schema_source = excluded.schema_source, updated_at = streamguard_now()",
     )
     .bind(table.to_string())
     .bind(definition)
@@ -195,7 +195,7 @@ pub(crate) async fn definition_for_write(
     // Of two first writes at once, the first to store its inference wins; the other
     // reads it back.
     let stored = sqlx::query(
-        "update emulator.tables set definition = $2, schema_source = 'inferred', updated_at = now()
+        "update emulator.tables set definition = $2, schema_source = 'inferred', updated_at = streamguard_now()
          where table_ref = $1 and definition is null",
     )
     .bind(table.to_string())
