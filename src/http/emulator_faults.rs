@@ -1,11 +1,13 @@
-//! `PUT` and `DELETE /emulator/tables/{table}/faults`: give one emulator table its own
-//! injected faults (the syntax of `STREAMGUARD_EMULATOR_FAULTS`, see
-//! [`crate::warehouse::faults`]), or return it to the variable's. The setting lives in this
-//! process (like the variable), so with several replicas each is set on its own. Needs
-//! `admin`: it makes every statement of the table fail at will.
+//! The emulator's test controls, each needing `admin`:
+//! - `PUT` and `DELETE /emulator/tables/{table}/faults`: give one emulator table its own
+//!   injected faults (the syntax of `STREAMGUARD_EMULATOR_FAULTS`, see
+//!   [`crate::warehouse::faults`]), or return it to the variable's. The setting lives in
+//!   this process (like the variable), so with several replicas each is set on its own.
+//! - `POST /emulator/tables/{table}/flush`: empty the table's streaming buffer now, so a
+//!   test or a demo never waits for it to drain.
 
 use axum::extract::State;
-use axum::routing::put;
+use axum::routing::{post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -17,10 +19,54 @@ use crate::warehouse::faults::Faults;
 
 /// The fault routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/emulator/tables/{table}/faults",
-        put(set_faults).delete(clear_faults),
-    )
+    Router::new()
+        .route(
+            "/emulator/tables/{table}/faults",
+            put(set_faults).delete(clear_faults),
+        )
+        .route("/emulator/tables/{table}/flush", post(flush))
+}
+
+/// Answer of `POST /emulator/tables/{table}/flush`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"table": "nba-props-platform.nba_raw.bdl_player_boxscores", "flushed_rows": 26}))]
+pub struct FlushResponse {
+    /// The table.
+    pub table: String,
+    /// Rows that were still in the streaming buffer and left it (0 for an unknown table).
+    pub flushed_rows: u64,
+}
+
+/// Flushes a table's streaming buffer now: replaces that its rows refused are accepted
+/// from here on (their retries still wait for their scheduled time; an operator's retry
+/// runs them at once).
+#[utoipa::path(
+    post,
+    path = "/emulator/tables/{table}/flush",
+    operation_id = "emulator_flush",
+    tag = "emulator",
+    params(("table" = String, Path, description = "`project.dataset.table`", example = "nba-props-platform.nba_raw.bdl_player_boxscores")),
+    responses(
+        (status = 200, description = "The buffer is empty.", body = FlushResponse),
+        (status = 404, description = "The emulator is not the warehouse.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad table name.", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The emulator's storage failed.", body = crate::http::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub(crate) async fn flush(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<FlushResponse>> {
+    let table = table(&raw)?;
+    let flushed_rows = emulator(&state)?
+        .flush(&table)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    Ok(Json(FlushResponse {
+        table: table.to_string(),
+        flushed_rows,
+    }))
 }
 
 /// Body of `PUT /emulator/tables/{table}/faults`.

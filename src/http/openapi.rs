@@ -67,6 +67,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         super::emulator_tables::declare,
         super::emulator_faults::set_faults,
         super::emulator_faults::clear_faults,
+        super::emulator_faults::flush,
         super::emulator_tables::show,
         openapi_json,
         docs,
@@ -80,7 +81,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "breakers", description = "The circuit breakers shared by every replica: what a processor checks before writing, and the operators' reset, force-open and disable."),
         (name = "operator", description = "Operator actions on conflicts and units: retry, resolve, force (made safe), cancel. Each is recorded with the actor and the reason."),
         (name = "health", description = "Liveness and readiness; no token needed."),
-        (name = "emulator", description = "The embedded BigQuery emulator (mounted only when it is the warehouse): declare a table with BigQuery's tables.insert body, stream rows in, read a table back, inject faults per table."),
+        (name = "emulator", description = "The embedded BigQuery emulator (mounted only when it is the warehouse): declare a table with BigQuery's tables.insert body, stream rows in, read a table back, inject faults per table, flush a table's buffer."),
         (name = "meta", description = "This document and its rendering."),
     )
 )]

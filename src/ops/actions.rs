@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::{required_reason, Error, Ops};
-use crate::domain::FieldError;
+use crate::domain::{FieldError, TableRef};
 use crate::store::operator::ActionResult;
 
 impl Ops {
@@ -45,6 +45,9 @@ impl Ops {
                 })
             }
         };
+        if let Some(unit_id) = t.unit_id {
+            self.settle_unit(&t.table, unit_id).await?;
+        }
         Ok(self
             .store
             .resolve_conflict(conflict_id, method, &note, actor)
@@ -85,6 +88,26 @@ impl Ops {
         reason: &str,
     ) -> Result<ActionResult, Error> {
         let reason = required_reason(reason, "/reason")?;
+        if let Some(table) = self.store.unit_table(unit_id).await? {
+            self.settle_unit(&table, unit_id).await?;
+        }
         Ok(self.store.cancel_unit(unit_id, actor, reason).await?)
+    }
+
+    /// Asks the warehouse about every statement that carried `unit_id` and may still land
+    /// it, and records the answers, so that ending the unit tells the truth: one that
+    /// landed keeps the unit from being cancelled (the store refuses, naming it; the
+    /// unit's next attempt adopts it), one refused or never arrived no longer stands in
+    /// the way.
+    async fn settle_unit(&self, table: &str, unit_id: Uuid) -> Result<(), Error> {
+        let Ok(table_ref) = TableRef::parse(table) else {
+            return Ok(()); // nothing was ever sent for a table that cannot be named
+        };
+        for statement in self.store.unsettled_statements(table, &[unit_id]).await? {
+            if statement.carried.contains(&unit_id) && !statement.landed {
+                self.forcer.settle_statement(&table_ref, &statement).await;
+            }
+        }
+        Ok(())
     }
 }

@@ -18,10 +18,12 @@
 //! attempt number, and a statement is recorded before it is sent, so its fate is settled
 //! before another statement touches its keys.
 
+pub mod checkpoint;
 mod group;
 mod land;
 pub mod listen;
 
+pub use checkpoint::{Checkpoint, Checkpoints};
 pub use group::{Settled, MAX_STATEMENTS_PER_ROUND};
 pub use listen::{ListenState, ListenStatus};
 
@@ -108,6 +110,7 @@ pub struct Scheduler {
     policy: RetryPolicy,
     settings: SchedulerSettings,
     listen: ListenStatus,
+    checkpoints: Option<Arc<dyn Checkpoints>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -134,6 +137,23 @@ impl Scheduler {
             policy,
             settings,
             listen: ListenStatus::connecting(),
+            checkpoints: None,
+        }
+    }
+
+    /// The same scheduler, calling `checkpoints` at each [`Checkpoint`] of its rounds (the
+    /// simulation's hook; see [`checkpoint`]).
+    pub fn with_checkpoints(self, checkpoints: Arc<dyn Checkpoints>) -> Self {
+        Self {
+            checkpoints: Some(checkpoints),
+            ..self
+        }
+    }
+
+    /// Calls the installed checkpoints, if any.
+    async fn checkpoint(&self, at: Checkpoint) {
+        if let Some(c) = &self.checkpoints {
+            c.reached(&self.settings.replica, at).await;
         }
     }
 
@@ -153,6 +173,9 @@ impl Scheduler {
             .claim(self.settings.concurrency, Duration::ZERO)
             .await?;
         let n = groups.iter().map(|g| g.jobs.len()).sum();
+        if n > 0 {
+            self.checkpoint(Checkpoint::Claimed).await;
+        }
         futures::future::join_all(
             groups
                 .into_iter()
