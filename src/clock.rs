@@ -68,24 +68,37 @@ impl Clock {
     }
 
     /// `options` with this clock installed: for a manual clock, every connection is handed
-    /// out with `streamguard.now` set to the clock's time (one extra round trip per
-    /// acquire); Postgres's clock needs nothing.
+    /// out with `streamguard.now` set to the clock's time (a new one as it connects, an idle
+    /// one as it is acquired: one extra round trip per acquire); Postgres's clock needs
+    /// nothing.
     pub fn pool_options(&self, options: PgPoolOptions) -> PgPoolOptions {
         let Self::Manual(clock) = self else {
             return options;
         };
-        let clock = clock.clone();
-        options.before_acquire(move |conn, _meta| {
-            let now = clock.now();
-            Box::pin(async move {
-                sqlx::query("select set_config('streamguard.now', $1, false)")
-                    .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(true)
+        let (on_connect, on_acquire) = (clock.clone(), clock.clone());
+        options
+            .after_connect(move |conn, _meta| Box::pin(set_session_clock(conn, on_connect.now())))
+            .before_acquire(move |conn, _meta| {
+                let now = on_acquire.now();
+                Box::pin(async move {
+                    set_session_clock(conn, now).await?;
+                    Ok(true)
+                })
             })
-        })
     }
+}
+
+/// Sets `streamguard.now` for the session: `streamguard_now()` and `streamguard_clock()`
+/// return `now` on this connection from here on.
+async fn set_session_clock(
+    conn: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('streamguard.now', $1, false)")
+        .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A clock that moves only when told to, forward only. Microsecond resolution, like

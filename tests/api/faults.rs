@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use streamguard::store::jobs::GroupBounds;
 use uuid::Uuid;
 
-use crate::helpers::{eventually, game_batch, game_rows, spawn_app_with};
+use crate::helpers::{game_batch, game_rows, spawn_app_on_clock, spawn_app_with};
 
 const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
 const PROCESSOR: &str = "bdl_boxscores_processor";
@@ -85,7 +85,7 @@ async fn pacing_interval(pool: &PgPool) -> f64 {
 async fn a_quota_storm_slows_the_table_down_without_opening_the_breaker(pool: PgPool) {
     // One key per statement, so the storm refuses many statements: more than enough
     // conflicts to open a breaker if quota answers counted as conflicts.
-    let app = spawn_app_with(pool.clone(), |s| {
+    let app = spawn_app_on_clock(pool.clone(), |s| {
         s.scheduler.bounds = GroupBounds::SINGLE;
     })
     .await;
@@ -117,21 +117,22 @@ async fn a_quota_storm_slows_the_table_down_without_opening_the_breaker(pool: Pg
 
     // The pace doubles with each refusal: wait for two (the pace is updated as the answer
     // comes, the attempts are recorded just after).
-    let slowed = eventually(
-        Duration::from_secs(30),
-        "two refusals slowing the pace",
-        || async {
-            let interval = pacing_interval(&app.pool).await;
-            let refused: i64 = sqlx::query_scalar(
-                "select count(*) from attempts where error_class = 'quota_exceeded'",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-            (interval >= 2.0 && refused >= 2).then_some(interval)
-        },
-    )
-    .await;
+    let slowed = app
+        .eventually(
+            Duration::from_secs(30),
+            "two refusals slowing the pace",
+            || async {
+                let interval = pacing_interval(&app.pool).await;
+                let refused: i64 = sqlx::query_scalar(
+                    "select count(*) from attempts where error_class = 'quota_exceeded'",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                (interval >= 2.0 && refused >= 2).then_some(interval)
+            },
+        )
+        .await;
     let breaker = app.breaker(PROCESSOR).await;
     assert_eq!(breaker["state"], "closed", "{breaker}");
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use streamguard::clock::{Clock, ManualClock};
 use streamguard::config::Settings;
 use streamguard::store::Store;
 use streamguard::App;
@@ -18,6 +20,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub shutdown: CancellationToken,
     pub handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The app's manual clock ([`spawn_app_on_clock`]); `None` on Postgres's clock.
+    pub clock: Option<ManualClock>,
 }
 
 /// Settings for fast tests: short delays, no jitter, quick polling, short buffer.
@@ -41,9 +45,45 @@ pub fn database_url(pool: &PgPool) -> String {
 
 /// Starts the app with `fast_settings`, changed by `tweak`.
 pub async fn spawn_app_with(pool: PgPool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(pool, tweak, None).await
+}
+
+/// Starts the app with `fast_settings` (changed by `tweak`) on a manual clock: due jobs,
+/// backoffs, leases, breakers and the emulator's buffer follow it, and it moves only when
+/// the test moves it ([`TestApp::settle`] and [`TestApp::eventually`] jump to the next
+/// scheduled time). No linger: a batch is claimed as soon as it is posted.
+pub async fn spawn_app_on_clock(pool: PgPool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(
+        pool,
+        |s| {
+            s.scheduler.linger = Duration::ZERO;
+            tweak(s);
+        },
+        Some(ManualClock::starting_at(chrono::Utc::now())),
+    )
+    .await
+}
+
+async fn spawn(
+    pool: PgPool,
+    tweak: impl FnOnce(&mut Settings),
+    clock: Option<ManualClock>,
+) -> TestApp {
     let mut settings = fast_settings(&pool);
     tweak(&mut settings);
-    let app = App::build_with_store(settings, Store::new(pool.clone()))
+    let store = match &clock {
+        None => Store::new(pool.clone()),
+        Some(c) => {
+            let clock = Clock::Manual(c.clone());
+            let own = clock
+                .pool_options(PgPoolOptions::new().max_connections(10))
+                .connect_with((*pool.connect_options()).clone())
+                .await
+                .expect("a pool on the manual clock");
+            Store::new(own).with_clock(clock)
+        }
+    };
+    let app = App::build_with_store(settings, store)
         .await
         .expect("app builds");
     let base = format!("http://{}", app.address());
@@ -55,6 +95,7 @@ pub async fn spawn_app_with(pool: PgPool, tweak: impl FnOnce(&mut Settings)) -> 
         pool,
         shutdown,
         handle: Some(handle),
+        clock,
     }
 }
 
@@ -185,6 +226,7 @@ impl TestApp {
                 "batch {batch_id} did not settle: {view}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+            self.advance_to_next_due().await;
         }
     }
 
@@ -243,6 +285,50 @@ where
 }
 
 impl TestApp {
+    /// As [`eventually`], but between polls a manual clock moves to the next time
+    /// something becomes due ([`TestApp::advance_to_next_due`]).
+    pub async fn eventually<T, F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.advance_to_next_due().await;
+        }
+    }
+
+    /// On a manual clock, with no attempt in flight, moves the clock to the next time
+    /// something becomes due (a retry, a held partition reopening, a table's pace); does nothing on
+    /// Postgres's clock. A job due now is claimed within a poll interval anyway.
+    pub async fn advance_to_next_due(&self) {
+        let Some(clock) = &self.clock else { return };
+        let now = clock.now();
+        let next: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+            "select case when exists (select 1 from jobs where state = 'running') then null
+                    else (select min(at) from (
+                              select run_at from jobs where state = 'available'
+                              union all select until from partition_holds
+                              union all select next_at from table_pacing) e(at)
+                          where at > $1) end",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .expect("next due time");
+        if let Some(wait) = next.and_then(|at| (at - now).to_std().ok()) {
+            clock.advance(wait.max(Duration::from_millis(1)));
+        }
+    }
+
     /// GET /v1/breakers/{scope}.
     pub async fn breaker(&self, scope: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/breakers/{scope}")).await;
@@ -264,15 +350,23 @@ impl TestApp {
     /// Waits until no job is due, scheduled or running: nothing can attempt anything any
     /// more, so what the warehouse holds now is final.
     pub async fn until_no_job_can_run(&self) {
-        eventually(Duration::from_secs(10), "every job completed", || async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
             let open: i64 =
                 sqlx::query_scalar("select count(*) from jobs where state <> 'completed'")
                     .fetch_one(&self.pool)
                     .await
                     .unwrap();
-            (open == 0).then_some(())
-        })
-        .await;
+            if open == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for every job to complete ({open} open)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.advance_to_next_due().await;
+        }
     }
 
     /// PUT JSON to a path; status and JSON body.

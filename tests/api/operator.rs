@@ -534,3 +534,62 @@ async fn configured_limits_apply_to_processor_reports(pool: PgPool) {
     assert_eq!(r["taken_over"], true);
     app.stop().await;
 }
+
+/// Found by the simulation (seed 856): a unit whose statement landed but whose answer was
+/// lost could be cancelled, and then said `cancelled` while its rows were in the table.
+/// Cancel now asks the warehouse first and refuses, naming the statement; the unit's next
+/// attempt adopts that statement and writes nothing again.
+#[sqlx::test]
+async fn a_unit_whose_statement_landed_unanswered_cannot_be_cancelled(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |s| {
+        s.retry = RetryPolicy::new(vec![Duration::from_secs(3600)], 5, 0.0).unwrap();
+    })
+    .await;
+    let path = format!("/emulator/tables/{TABLE}/faults");
+    let (status, body) = app
+        .put(&path, &json!({"faults": "lost_answer=1,seed=1"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, view) = app
+        .post_batch(&game_batch(TABLE, GAME, DATE, 2, "backfill"), Some(10.0))
+        .await;
+    let unit = &view["units"][0];
+    assert_eq!(unit["state"], "deferred", "the answer was lost: {view}");
+    let unit_id = unit["unit_id"].as_str().unwrap();
+    assert_eq!(app.table_rows(TABLE).await.len(), 2, "yet the rows landed");
+
+    let (status, problem) = app
+        .post(
+            &format!("/v1/units/{unit_id}/cancel"),
+            &json!({"reason": "not wanted after all"}),
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("already landed in statement streamguard-"),
+        "{detail}"
+    );
+    let batch_id = view["batch_id"].as_str().unwrap();
+    let (_, now) = app.get(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(
+        now["units"][0]["state"], "deferred",
+        "nothing was cancelled: {now}"
+    );
+    // Its next attempt adopts the landed statement: loaded, nothing written again.
+    app.delete(&path).await;
+    sqlx::query("update jobs set run_at = now() where state = 'available'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let view = app.settle(batch_id, Duration::from_secs(20)).await;
+    assert_eq!(view["units"][0]["state"], "loaded", "{view}");
+    assert_eq!(app.table_rows(TABLE).await.len(), 2);
+    let landed: i64 = sqlx::query_scalar("select count(*) from emulator.jobs where state = 'done'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(landed, 1, "written once");
+    app.stop().await;
+}

@@ -8,14 +8,14 @@ use serde_json::json;
 use sqlx::PgPool;
 use streamguard::warehouse::emulator::ConflictScope;
 
-use crate::helpers::{game_batch, game_rows, spawn_app, spawn_app_with};
+use crate::helpers::{game_batch, game_rows, spawn_app_on_clock, spawn_app_with};
 
 const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
 const SETTLE: Duration = Duration::from_secs(20);
 
 #[sqlx::test]
 async fn key_in_an_unbuffered_partition_loads_while_a_buffered_partition_defers(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = spawn_app_on_clock(pool, |_| {}).await;
     app.insert_all(
         TABLE,
         game_rows("20260124_ATL_BOS", "2026-01-24", 2, "orchestration"),
@@ -79,7 +79,7 @@ async fn row_scope_lets_other_keys_of_a_buffered_partition_through(pool: PgPool)
 
 #[sqlx::test]
 async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = spawn_app_on_clock(pool, |_| {}).await;
     app.insert_all(
         TABLE,
         game_rows("20260124_LAL_BOS", "2026-01-24", 3, "orchestration"),
@@ -133,7 +133,7 @@ async fn a_newer_batch_supersedes_an_older_deferred_one(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_pure_delete_that_hits_the_buffer_is_deferred_then_empties_the_key(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = spawn_app_on_clock(pool, |_| {}).await;
     app.insert_all(
         TABLE,
         game_rows("20260124_LAL_BOS", "2026-01-24", 3, "orchestration"),
@@ -327,7 +327,7 @@ async fn operators_list_units_by_state_with_their_errors(pool: PgPool) {
 #[sqlx::test]
 async fn jitter_never_brings_a_retry_before_its_delay(pool: PgPool) {
     let base = Duration::from_millis(400);
-    let app = spawn_app_with(pool.clone(), move |s| {
+    let app = spawn_app_on_clock(pool.clone(), move |s| {
         s.retry = streamguard::domain::RetryPolicy::new(vec![base], 30, 0.9).unwrap();
         s.emulator.faults = "transient=0.6,seed=7".parse().unwrap();
     })

@@ -545,8 +545,8 @@ impl World {
                     }
                 }
             }
-            // Nothing is due: jump to when something is (a retry, a lease, a hold or a
-            // linger running out), as a discrete-event simulation does.
+            // Nothing is due: jump to when something is (a retry, a lease, a hold, a
+            // table's pace), as a discrete-event simulation does.
             let (open, next): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
                 "select (select count(*) from write_units where table_ref like $1
                            and state not in ('loaded', 'superseded', 'cancelled', 'failed')),
@@ -554,7 +554,9 @@ impl World {
                             select case when state = 'running' then lease_expires_at else run_at end
                               from jobs where table_ref like $1 and state <> 'completed'
                             union all
-                            select until from partition_holds where table_ref like $1) e(at)
+                            select until from partition_holds where table_ref like $1
+                            union all
+                            select next_at from table_pacing where table_ref like $1) e(at)
                           where at > $2)",
             )
             .bind(format!("sim-project.sim.h{}\\_t%", run.n))
