@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::helpers::{eventually, game_batch, game_rows, spawn_app, TestApp};
+use crate::helpers::{game_batch, game_rows, spawn_app, spawn_app_on_clock, TestApp};
 
 const TABLE: &str = "nba-props-platform.nba_raw.bdl_player_boxscores";
 
@@ -18,7 +18,7 @@ fn in_run(mut batch: Value, run: &str) -> Value {
 
 /// Polls the run until it is done.
 async fn run_done(app: &TestApp, path: &str) -> Value {
-    eventually(Duration::from_secs(20), "the run to be done", || async {
+    app.eventually(Duration::from_secs(20), "the run to be done", || async {
         let (status, body) = app.get(path).await;
         (status == StatusCode::OK && body["done"] == true).then_some(body)
     })
@@ -27,7 +27,9 @@ async fn run_done(app: &TestApp, path: &str) -> Value {
 
 #[sqlx::test]
 async fn a_run_reports_first_attempts_retries_and_its_end(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    // On a manual clock: the buffer holds until the clock moves past it, however slowly
+    // the first attempt comes.
+    let app = spawn_app_on_clock(pool, |_| {}).await;
     let run = "bdl_boxscores backfill 2026-01-24/25 ⚽";
     let path = "/v1/runs/bdl_boxscores%20backfill%202026-01-24%2F25%20%E2%9A%BD";
     // One game still in the streaming buffer (1 s in the test settings), two flushed.
@@ -101,7 +103,9 @@ async fn a_run_reports_first_attempts_retries_and_its_end(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_waiting_run_estimates_its_end_from_the_next_retry(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    // On a manual clock: the buffer holds until the clock moves past it, however slowly
+    // the first attempt comes.
+    let app = spawn_app_on_clock(pool, |_| {}).await;
     app.insert_all(
         TABLE,
         game_rows("20260124_LAL_BOS", "2026-01-24", 1, "orchestration"),

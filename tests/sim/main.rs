@@ -69,13 +69,18 @@ async fn check_seed(world: &World, seed: u64) -> Option<String> {
     ))
 }
 
+/// World `i`'s database name. Postgres cuts names at 63 bytes: keep the test database's
+/// distinct tail.
+fn world_database_name(test: &PgConnectOptions, i: u64) -> String {
+    let test_name = test.get_database().unwrap_or("streamguard_sim");
+    let tail = &test_name[test_name.len().saturating_sub(20)..];
+    format!("sim_w{i}_{tail}")
+}
+
 /// A fresh database for world `i` beside the test's own: worlds run at once on clocks of
 /// their own, and one world's replicas must not claim another's jobs.
 async fn database_of_its_own(test: &PgConnectOptions, i: u64) -> PgConnectOptions {
-    // Postgres cuts names at 63 bytes: keep the test database's distinct tail.
-    let test_name = test.get_database().unwrap_or("streamguard_sim");
-    let tail = &test_name[test_name.len().saturating_sub(20)..];
-    let name = format!("sim_w{i}_{tail}");
+    let name = world_database_name(test, i);
     // An identifier cannot be a bind parameter; this one is made of the test database's
     // name (letters, digits, underscores) and a number.
     assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
@@ -153,5 +158,21 @@ async fn simulated_histories_keep_every_promise(_: PgPoolOptions, connect: PgCon
         done as f64 / seconds,
         failures.len()
     );
+    for world in &worlds {
+        world.close().await;
+    }
+    if failures.is_empty() {
+        // A failure keeps the worlds' databases for a look; the next run drops them.
+        let mut conn = connect.connect().await.expect("test database");
+        for i in 0..workers {
+            let name = world_database_name(&connect, i);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "drop database if exists \"{name}\" with (force)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("dropping a world's database");
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

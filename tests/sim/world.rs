@@ -227,6 +227,11 @@ impl World {
         }
     }
 
+    /// Closes the world's connections (its database can then be dropped).
+    pub(crate) async fn close(&self) {
+        self.store.pool().close().await;
+    }
+
     /// Runs `history` as history number `n` (its namespace), drains it, and checks the
     /// model. The returned run's `violations` are empty when every promise held.
     pub(crate) async fn run(&self, n: u64, history: &[Step]) -> Run {
