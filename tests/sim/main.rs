@@ -19,7 +19,9 @@ mod history;
 mod regressions;
 mod world;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -41,9 +43,19 @@ static SHRINK_NAMESPACE: AtomicU64 = AtomicU64::new(1 << 40);
 
 /// Runs `seed`'s history in `world`; on a broken promise, shrinks it and returns the
 /// report to print.
-async fn check_seed(world: &World, seed: u64) -> Option<String> {
+async fn check_seed(
+    world: &World,
+    seed: u64,
+    tally: &Mutex<BTreeMap<&'static str, i64>>,
+) -> Option<String> {
     let history = generate(seed);
     let run = world.run(seed, &history).await;
+    {
+        let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+        for (k, v) in &run.tally {
+            *tally.entry(k).or_default() += v;
+        }
+    }
     if run.violations.is_empty() {
         return None;
     }
@@ -131,15 +143,16 @@ async fn simulated_histories_keep_every_promise(_: PgPoolOptions, connect: PgCon
         }
     }
     let next = AtomicU64::new(0);
+    let tally = Mutex::new(BTreeMap::new());
     let started = Instant::now();
     let failures: Vec<String> = futures::future::join_all(worlds.iter().map(|world| {
-        let (next, seeds) = (&next, &seeds);
+        let (next, seeds, tally) = (&next, &seeds, &tally);
         async move {
             let mut failures = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(&seed) = seeds.get(i) else { break };
-                if let Some(report) = check_seed(world, seed).await {
+                if let Some(report) = check_seed(world, seed, tally).await {
                     failures.push(report);
                     break; // one failure per world is enough to print
                 }
@@ -157,6 +170,15 @@ async fn simulated_histories_keep_every_promise(_: PgPoolOptions, connect: PgCon
         "simulation: {done} histories in {seconds:.1} s ({:.1} histories/s, {workers} worlds), {} failed",
         done as f64 / seconds,
         failures.len()
+    );
+    let tally = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
+    eprintln!(
+        "simulation exercised: {}",
+        tally
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for world in &worlds {
         world.close().await;

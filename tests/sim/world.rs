@@ -125,6 +125,8 @@ pub(crate) struct Run {
     pub(crate) log: Vec<String>,
     /// Broken promises seen while running (checked again at the end).
     pub(crate) violations: Vec<String>,
+    /// What the history exercised (see [`World::tally`]).
+    pub(crate) tally: BTreeMap<&'static str, i64>,
     step: usize,
 }
 
@@ -259,6 +261,7 @@ impl World {
         if profile {
             eprintln!("{:>6.1} ms  drain", t.elapsed().as_secs_f64() * 1e3);
         }
+        self.tally(&mut run).await;
         let t = std::time::Instant::now();
         self.check(&mut run).await;
         if profile {
@@ -581,6 +584,51 @@ impl World {
         }
     }
 
+    /// Counts what the history exercised, so a run can show that its histories reach the
+    /// paths that matter (crashes, races, conflicts, trips, adoptions).
+    async fn tally(&self, run: &mut Run) {
+        let like = format!("sim-project.sim.h{}\\_t%", run.n);
+        let processor = Self::processor(run);
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select 'units', count(*) from write_units where table_ref like $1
+             union all select 'units superseded', count(*) from write_units where table_ref like $1 and state = 'superseded'
+             union all select 'units cancelled', count(*) from write_units where table_ref like $1 and state = 'cancelled'
+             union all select 'pure deletes', count(*) from write_units where table_ref like $1 and row_count = 0
+             union all select 'conflicts', count(*) from conflicts where table_ref like $1
+             union all select 'statements', count(*) from statements where table_ref like $1
+             union all select 'statements refused', count(*) from statements where table_ref like $1 and state = 'failed'
+             union all select 'lost attempts (leases expired)', count(*) from attempts a join write_units w using (unit_id)
+                 where w.table_ref like $1 and a.outcome = 'lost'
+             union all select 'landings adopted', count(*) from attempts a join write_units w using (unit_id)
+                 join statements s on s.statement_id = a.statement_id
+                 where w.table_ref like $1 and a.outcome = 'loaded' and s.replica <> a.replica
+             union all select 'partitions held', count(*) from partition_holds where table_ref like $1
+             union all select 'breaker trips', count(*) from breaker_transitions
+                 where scope = $2 and to_state = 'open'",
+        )
+        .bind(&like)
+        .bind(&processor)
+        .fetch_all(self.store.pool())
+        .await
+        .expect("tally");
+        for (what, n) in counts {
+            let key = TALLIED
+                .iter()
+                .find(|k| **k == what)
+                .expect("a tallied name");
+            *run.tally.entry(key).or_default() += n;
+        }
+        for (needle, key) in [
+            ("died at", "replicas killed"),
+            ("while it waits", "rounds interleaved"),
+            ("beside it", "rounds raced"),
+            ("refused", "operator actions refused"),
+        ] {
+            let n = run.log.iter().filter(|l| l.contains(needle)).count();
+            *run.tally.entry(key).or_default() += n as i64;
+        }
+    }
+
     /// Checks the model against the warehouse and the store.
     async fn check(&self, run: &mut Run) {
         let pool = self.store.pool();
@@ -780,6 +828,21 @@ enum Expect {
     Accepted,
     Refused(Uuid),
 }
+
+/// What [`World::tally`] counts from the store, by name.
+const TALLIED: [&str; 11] = [
+    "units",
+    "units superseded",
+    "units cancelled",
+    "pure deletes",
+    "conflicts",
+    "statements",
+    "statements refused",
+    "lost attempts (leases expired)",
+    "landings adopted",
+    "partitions held",
+    "breaker trips",
+];
 
 /// The simulated tables' schema, in BigQuery's `tables.insert` form: key `k`, partition
 /// `d` (by day), the batch's step `v`, the row's index `i`.
