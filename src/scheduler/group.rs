@@ -228,6 +228,9 @@ impl Round<'_> {
             }
         }
         self.started_at = self.scheduler.store.clock().now();
+        // A unit superseded or cancelled after an earlier statement carried it may still
+        // have landed there: settle that first, so the unit says `loaded` when it did.
+        let gone = self.settle(&table, gone).await;
         let verdicts = gone
             .iter()
             .map(|j| (j, permanent(&format!("{} before this attempt", j.state))))
@@ -320,7 +323,10 @@ impl Round<'_> {
                     .iter()
                     .filter(|j| {
                         statement.carried.contains(&j.unit_id)
-                            && matches!(j.state.as_str(), "pending" | "deferred")
+                            && matches!(
+                                j.state.as_str(),
+                                "pending" | "deferred" | "superseded" | "cancelled"
+                            )
                     })
                     .map(|j| j.unit_id)
                     .collect();

@@ -294,6 +294,12 @@ impl Store {
                 .await?;
         let conflict_id =
             conflict_id.ok_or_else(|| Error::NotFound(format!("no unit {unit_id}")))?;
+        // The job too, in the writers' order (unit, then job): a claim committing now is
+        // waited for and then seen as an attempt in flight, not cancelled under its feet.
+        sqlx::query("select 1 from jobs where unit_id = $1 for update")
+            .bind(unit_id)
+            .execute(&mut *tx)
+            .await?;
         let t: Target = sqlx::query_as(TARGET_BY_UNIT)
             .bind(unit_id)
             .fetch_one(&mut *tx)
@@ -768,7 +774,7 @@ async fn stop_unit(tx: &mut sqlx::PgConnection, unit_id: Uuid, t: &Target) -> Re
     if let Some((job_id, state)) = landing {
         return Err(Error::Refused(if state == "done" {
             format!(
-                "unit {unit_id} already landed in statement {job_id} (its verdict is recorded at its next attempt, which writes nothing again); there is nothing left to cancel — see GET /v1/statements/{job_id}"
+                "unit {unit_id} already landed in statement {job_id} (its verdict is recorded when the unit is next claimed, which writes nothing again), so it cannot be stopped — see GET /v1/statements/{job_id}"
             )
         } else {
             format!(
@@ -776,13 +782,18 @@ async fn stop_unit(tx: &mut sqlx::PgConnection, unit_id: Uuid, t: &Target) -> Re
             )
         }));
     }
-    sqlx::query(
+    let stopped = sqlx::query(
         "update jobs set state = 'completed', completed_at = streamguard_now(), lease_expires_at = null, updated_at = streamguard_now()
          where unit_id = $1 and (state <> 'running' or lease_expires_at <= streamguard_now())",
     )
     .bind(unit_id)
     .execute(&mut *tx)
     .await?;
+    if stopped.rows_affected() != 1 {
+        return Err(Error::Refused(format!(
+            "an attempt of unit {unit_id} is in flight; wait for it to end"
+        )));
+    }
     sqlx::query(
         "update write_units set state = 'cancelled', next_attempt_at = null, updated_at = streamguard_now() where unit_id = $1",
     )

@@ -113,7 +113,14 @@ impl Store {
                 fenced: fenced.contains(&units[i].job.job_id),
             };
             recorded[i] = self
-                .record_unit(&mut tx, &units[i], current, forced, &mut writes)
+                .record_unit(
+                    &mut tx,
+                    &units[i],
+                    current,
+                    forced,
+                    &mut writes,
+                    statement.map(|s| s.0),
+                )
                 .await?;
         }
         writes.apply(&mut tx, statement, log).await?;
@@ -128,12 +135,13 @@ impl Store {
         current: Current<'_>,
         forced: bool,
         writes: &mut Writes,
+        statement_id: Option<i64>,
     ) -> Result<Recorded, Error> {
         let (job, verdict) = (unit.job, &unit.verdict);
         let (state, conflict_id) = (current.state, current.conflict_id);
         if !current.fenced {
             if matches!(verdict, Verdict::Loaded { .. }) {
-                heal_after_stale_write(tx, job).await?;
+                heal_after_stale_write(tx, job, statement_id).await?;
             }
             return Ok(Recorded::LeaseLost);
         }
@@ -163,7 +171,8 @@ impl Store {
             verdict,
         };
         if matches!(current, UnitState::Superseded | UnitState::Cancelled) {
-            if !matches!(job.state.as_str(), "superseded" | "cancelled") {
+            let landed = decision.state == UnitState::Loaded;
+            if landed || !matches!(job.state.as_str(), "superseded" | "cancelled") {
                 // The attempt did reach the warehouse (the unit was superseded or cancelled
                 // while it ran): count it, so the unit does not claim it was never tried, and
                 // when it landed, say so: its rows are in the table until the newer unit's
@@ -412,9 +421,14 @@ struct AttemptRow<'a> {
 /// the newest unit of the key is `loaded`, its job runs again at once (a replace is
 /// idempotent). A newer unit still waiting lands later anyway; without a newer unit, the
 /// late write wrote this unit's own rows and nothing is stale.
+///
+/// Nothing is re-applied when the late statement had already been settled as landed
+/// before the newest unit's statement was sent: settlement ran it first, so the newest
+/// rows are on top (the simulation found such a needless second landing).
 async fn heal_after_stale_write(
     tx: &mut sqlx::PgConnection,
     job: &ClaimedJob,
+    statement_id: Option<i64>,
 ) -> Result<(), Error> {
     let healed: Option<Uuid> = sqlx::query_scalar(
         "with newest as (
@@ -422,13 +436,21 @@ async fn heal_after_stale_write(
              where u.table_ref = me.table_ref and u.key = me.key
                and u.partition_value is not distinct from me.partition_value
                and u.seq > me.seq and u.state in ('loaded', 'pending', 'deferred')
-             order by u.seq desc limit 1)
+             order by u.seq desc limit 1),
+         late as (select finished_at from statements where statement_id = $2 and state = 'done'),
+         landing as (
+             select s.sent_at from newest
+             join attempts a on a.unit_id = newest.unit_id and a.outcome = 'loaded'
+             join statements s on s.statement_id = a.statement_id
+             order by a.attempt desc limit 1)
          update jobs j set state = 'available', run_at = streamguard_now(), lease_expires_at = null, locked_by = null,
                 completed_at = null, updated_at = streamguard_now()
          from newest where j.unit_id = newest.unit_id and newest.state = 'loaded' and j.state = 'completed'
+           and not exists (select 1 from late, landing where late.finished_at <= landing.sent_at)
          returning j.unit_id",
     )
     .bind(job.unit_id)
+    .bind(statement_id)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(newest) = healed {

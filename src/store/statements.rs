@@ -139,7 +139,8 @@ impl Store {
     }
 
     /// Records how statement `statement_id` ended: landed with `outcome`, or refused with
-    /// `(class, message)`, or `state` alone (running, unknown).
+    /// `(class, message)`, or `state` alone (running, unknown). `finished_at` keeps the
+    /// first time an end was recorded (a settlement's, before a late caller's).
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -154,7 +155,8 @@ impl Store {
         sqlx::query(
             "update statements set state = $2, rows_deleted = $3, rows_inserted = $4, bytes_billed = $5,
                     error_class = $6, error_message = $7,
-                    finished_at = case when $2 in ('done', 'failed') then streamguard_now() else finished_at end,
+                    finished_at = case when $2 in ('done', 'failed') then coalesce(finished_at, streamguard_now())
+                                       else finished_at end,
                     updated_at = streamguard_now()
              where statement_id = $1",
         )

@@ -63,5 +63,77 @@ pub(crate) fn cases() -> Vec<(u64, &'static str, Vec<Step>)> {
                 },
             ],
         ),
+        (
+            5505,
+            "a unit superseded after its statement landed unanswered (its replica died) \
+             stayed `superseded` while its rows were in the table: the round skipped units \
+             already superseded without settling their statements (fixed: they are settled \
+             and adopted as `loaded` when their statement landed)",
+            vec![
+                Step::Post {
+                    table: 1,
+                    keys: vec![(0, 1, 2), (2, 1, 1)],
+                    idempotency: Idempotency::Fresh,
+                },
+                Step::Round {
+                    replica: 1,
+                    fault: Some(RoundFault {
+                        at: Checkpoint::Answered,
+                        nth: 0,
+                        what: AtCheckpoint::Crash,
+                    }),
+                },
+                Step::Advance { seconds: 30 },
+                Step::Post {
+                    table: 1,
+                    keys: vec![(0, 1, 2), (1, 0, 2), (3, 1, 2)],
+                    idempotency: Idempotency::Fresh,
+                },
+                Step::Round {
+                    replica: 0,
+                    fault: None,
+                },
+                Step::Operator {
+                    action: Action::Cancel,
+                    pick: 0,
+                },
+            ],
+        ),
+        (
+            6429,
+            "replica A's statement landed while A paused past its lease; B adopted it and \
+             landed the newer units; A, fenced, re-applied the newer units anyway: each \
+             landed twice (fixed: no re-apply when the late statement was settled before \
+             the newer one was sent). A race: the replay may need a few runs",
+            vec![
+                Step::Post {
+                    table: 0,
+                    keys: vec![(3, 0, 0), (1, 0, 0), (3, 1, 1)],
+                    idempotency: Idempotency::Fresh,
+                },
+                Step::Post {
+                    table: 0,
+                    keys: vec![(0, 1, 1), (3, 0, 2)],
+                    idempotency: Idempotency::Fresh,
+                },
+                Step::Together {
+                    replica: 0,
+                    fault: Some(RoundFault {
+                        at: Checkpoint::Answered,
+                        nth: 0,
+                        what: AtCheckpoint::Interleave { advance: 83 },
+                    }),
+                    with: Box::new(Step::Post {
+                        table: 0,
+                        keys: vec![(1, 1, 1), (0, 1, 1), (1, 0, 2)],
+                        idempotency: Idempotency::None,
+                    }),
+                },
+                Step::Round {
+                    replica: 0,
+                    fault: None,
+                },
+            ],
+        ),
     ]
 }

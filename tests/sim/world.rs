@@ -130,7 +130,24 @@ pub(crate) struct Run {
     step: usize,
 }
 
+impl Run {
+    /// The history's namespace: its tables are `sim-project.sim.h<n>_t0` and `_t1`.
+    pub(crate) fn namespace(&self) -> u64 {
+        self.n
+    }
+}
+
 impl World {
+    /// The name of the world's database.
+    pub(crate) fn database(&self) -> String {
+        self.store
+            .pool()
+            .connect_options()
+            .get_database()
+            .unwrap_or("?")
+            .to_owned()
+    }
+
     /// A world on the database `connect`, its clock starting now.
     pub(crate) async fn new(connect: &PgConnectOptions) -> Self {
         let clock = ManualClock::starting_at(chrono::Utc::now());
