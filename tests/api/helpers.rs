@@ -292,18 +292,17 @@ impl TestApp {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(v) = check().await {
-                return v;
+        let mut first = true;
+        eventually(timeout, what, || {
+            let (advance, check) = (!std::mem::take(&mut first), check());
+            async move {
+                if advance {
+                    self.advance_to_next_due().await;
+                }
+                check.await
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            self.advance_to_next_due().await;
-        }
+        })
+        .await
     }
 
     /// On a manual clock, with no attempt in flight, moves the clock to the next time
