@@ -349,23 +349,15 @@ impl TestApp {
     /// Waits until no job is due, scheduled or running: nothing can attempt anything any
     /// more, so what the warehouse holds now is final.
     pub async fn until_no_job_can_run(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        self.eventually(Duration::from_secs(10), "every job completed", || async {
             let open: i64 =
                 sqlx::query_scalar("select count(*) from jobs where state <> 'completed'")
                     .fetch_one(&self.pool)
                     .await
                     .unwrap();
-            if open == 0 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for every job to complete ({open} open)"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            self.advance_to_next_due().await;
-        }
+            (open == 0).then_some(())
+        })
+        .await;
     }
 
     /// PUT JSON to a path; status and JSON body.

@@ -192,27 +192,21 @@ async fn attempts_run_out_and_the_conflict_is_unresolved_with_timeout(pool: PgPo
         .await;
     // The scheduler places each retry after the emulator's buffer can have drained (60 s
     // away); move the clock instead of waiting: make every scheduled retry due now.
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    let view = loop {
-        sqlx::query("update jobs set run_at = now() where state = 'available'")
-            .execute(&app.pool)
-            .await
-            .unwrap();
-        sqlx::query("update partition_holds set until = now()")
-            .execute(&app.pool)
-            .await
-            .unwrap();
-        let (_, view) = app
-            .get(&format!(
-                "/v1/batches/{}",
-                view["batch_id"].as_str().unwrap()
-            ))
-            .await;
-        if view["units"][0]["state"] == "unresolved" || tokio::time::Instant::now() > deadline {
-            break view;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let batch = format!("/v1/batches/{}", view["batch_id"].as_str().unwrap());
+    let view = app
+        .eventually(SETTLE, "the unit to be given up", || async {
+            sqlx::query("update jobs set run_at = now() where state = 'available'")
+                .execute(&app.pool)
+                .await
+                .unwrap();
+            sqlx::query("update partition_holds set until = now()")
+                .execute(&app.pool)
+                .await
+                .unwrap();
+            let (_, view) = app.get(&batch).await;
+            (view["units"][0]["state"] == "unresolved").then_some(view)
+        })
+        .await;
 
     let unit = &view["units"][0];
     assert_eq!(unit["state"], "unresolved");
