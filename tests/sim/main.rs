@@ -1,7 +1,7 @@
 //! Deterministic simulation: thousands of random histories of processors, operators, two
 //! replicas, crashes, expiring leases, injected warehouse faults and a moving clock, run
 //! against the real scheduler, store (a fresh Postgres database) and emulator, each checked
-//! against a model when it ends (see `world.rs` for the promises checked).
+//! against a model when it ends (see `world/check.rs` for the promises checked).
 //!
 //! - `cargo test --test sim` runs the regression cases, then `SIM_SEEDS` histories
 //!   (default 1,000) from seed `SIM_FIRST` (default 0), on `SIM_WORKERS` worlds at once
