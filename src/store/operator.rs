@@ -12,7 +12,7 @@
 //! without, the processor logs each attempt and ends the conflict itself, and a conflict
 //! it never ends is closed as `timeout` after the retry horizon.
 //!
-//! Why it is long (about 800 lines): every write of the conflict log outside the scheduler —
+//! Why it is long (about 850 lines): every write of the conflict log outside the scheduler —
 //! each operator action and each processor report is one fenced transaction — sits here
 //! beside the helpers they share (`Report`, `ActionResult`, the recorded action), so the
 //! rules that guard them can be read side by side.

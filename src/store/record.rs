@@ -8,7 +8,7 @@
 //! completions or new run times and the attempt rows are written in one statement each at
 //! the end; what varies per unit (the breaker's count, a conflict, an alert) stays per unit.
 //!
-//! Why it is long (about 500 lines): recording is one transaction over a statement's units
+//! Why it is long (about 600 lines): recording is one transaction over a statement's units
 //! and everything they touch — units, jobs, conflicts (opened, updated, closed), alerts, the
 //! breaker and the attempt rows — written set-based, and the pieces only make sense read
 //! together.

@@ -208,26 +208,21 @@ impl TestApp {
             .collect()
     }
 
-    /// Polls the batch until every unit is in a final state; panics after `timeout`.
+    /// Polls the batch until every unit is in a final state (on a manual clock, moving it
+    /// to the next due time between polls); panics after `timeout`.
     pub async fn settle(&self, batch_id: &str, timeout: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (_, view) = self.get(&format!("/v1/batches/{batch_id}")).await;
+        let path = format!("/v1/batches/{batch_id}");
+        let what = format!("batch {batch_id} to settle (GET {path})");
+        self.eventually(timeout, &what, || async {
+            let (_, view) = self.get(&path).await;
             let settled = view["units"].as_array().is_some_and(|units| {
                 units
                     .iter()
                     .all(|u| !matches!(u["state"].as_str(), Some("pending" | "deferred")))
             });
-            if settled {
-                return view;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "batch {batch_id} did not settle: {view}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            self.advance_to_next_due().await;
-        }
+            settled.then_some(view)
+        })
+        .await
     }
 
     /// Stops the app and waits for it.
